@@ -1,0 +1,1 @@
+"""The job runner's parts: base models, checkpoints loading, generation, the job."""

