@@ -1,0 +1,1 @@
+"""The HTTP layer: routers by resource, request/response schemas, dependencies."""

@@ -1,0 +1,106 @@
+"""The FastAPI application: lifespan (engine, migrations, worker), error rendering, routers."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+
+from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse
+from starlette.exceptions import HTTPException as StarletteHTTPException
+
+from service import __version__
+from service.api.metrics import Metrics
+from service.api.routers import ROUTERS
+from service.auth import ensure_local_admin_token
+from service.db.migrate import upgrade_to_head
+from service.db.session import make_engine, make_sessionmaker, unit_of_work
+from service.errors import TunegateError
+from service.settings import Settings, get_settings
+from service.worker.dispatch import Dispatcher
+
+log = logging.getLogger("tunegate")
+
+
+def _make_dispatcher(app: FastAPI, settings: Settings) -> Dispatcher:
+    from service.worker.factory import make_dispatcher
+
+    return make_dispatcher(settings, app.state.sessionmaker)
+
+
+def create_app(settings: Settings | None = None, *, migrate: bool = True) -> FastAPI:
+    """Build the app. The engine, schema, admin token and worker start in the lifespan."""
+    settings = settings or get_settings()
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        settings.resolved_data_dir.mkdir(parents=True, exist_ok=True)
+        engine = make_engine(settings.sqlalchemy_url)
+        if migrate:
+            upgrade_to_head(settings.sqlalchemy_url)
+        app.state.engine = engine
+        app.state.sessionmaker = make_sessionmaker(engine)
+        app.state.metrics = Metrics(app.state.sessionmaker)
+        with unit_of_work(app.state.sessionmaker) as session:
+            ensure_local_admin_token(session, settings.admin_token_file)
+        app.state.dispatcher = _make_dispatcher(app, settings)
+        app.state.dispatcher.start()
+        try:
+            yield
+        finally:
+            app.state.dispatcher.stop()
+            engine.dispose()
+
+    app = FastAPI(
+        title="tunegate",
+        version=__version__,
+        summary="A regression gate for fine-tuned language models.",
+        lifespan=lifespan,
+    )
+    app.state.settings = settings
+
+    @app.middleware("http")
+    async def _metrics(request: Request, call_next):  # type: ignore[no-untyped-def]
+        metrics: Metrics | None = getattr(request.app.state, "metrics", None)
+        if metrics is None:
+            return await call_next(request)
+        return await metrics.middleware(request, call_next)
+
+    @app.exception_handler(TunegateError)
+    async def _domain_error(_: Request, exc: TunegateError) -> JSONResponse:
+        return JSONResponse(
+            {"error": type(exc).__name__, "detail": exc.detail}, status_code=exc.status_code
+        )
+
+    @app.exception_handler(RequestValidationError)
+    async def _validation_error(_: Request, exc: RequestValidationError) -> JSONResponse:
+        parts = []
+        for err in exc.errors():
+            where = ".".join(str(p) for p in err.get("loc", ()) if p != "body")
+            parts.append(f"{where}: {err.get('msg')}" if where else str(err.get("msg")))
+        return JSONResponse(
+            {"error": "ValidationError", "detail": "; ".join(parts)}, status_code=422
+        )
+
+    @app.exception_handler(StarletteHTTPException)
+    async def _http_error(_: Request, exc: StarletteHTTPException) -> JSONResponse:
+        name = {404: "NotFound", 405: "MethodNotAllowed"}.get(exc.status_code, "HTTPError")
+        return JSONResponse(
+            {"error": name, "detail": str(exc.detail)},
+            status_code=exc.status_code,
+            headers=getattr(exc, "headers", None),
+        )
+
+    @app.exception_handler(Exception)
+    async def _unexpected(_: Request, exc: Exception) -> JSONResponse:
+        log.exception("unhandled error")
+        return JSONResponse(
+            {"error": "InternalError", "detail": "internal error; see the server log"},
+            status_code=500,
+        )
+
+    for router in ROUTERS:
+        app.include_router(router)
+    return app

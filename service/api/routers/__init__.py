@@ -1,0 +1,25 @@
+"""One router module per resource."""
+
+from fastapi import APIRouter
+
+from service.api.routers import (
+    candidates,
+    datasets,
+    evaluations,
+    families,
+    health,
+    promotions,
+    sweeps,
+    tokens,
+)
+
+ROUTERS: list[APIRouter] = [
+    health.router,
+    tokens.router,
+    datasets.router,
+    families.router,
+    candidates.router,
+    evaluations.router,
+    promotions.router,
+    sweeps.router,
+]

@@ -1,0 +1,5 @@
+"""Routes for sweeps."""
+
+from fastapi import APIRouter
+
+router = APIRouter(prefix="/v1/sweeps", tags=["sweeps"])

@@ -1,0 +1,1 @@
+"""Workers: the in-process worker of the embedded default and the Celery worker."""
