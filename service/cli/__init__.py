@@ -1,0 +1,1 @@
+"""The ``tunegate`` command: server commands (serve, worker) and HTTP client commands."""

@@ -1,0 +1,266 @@
+"""The evaluation job: one function that the in-process and the Celery workers both call.
+
+``run_evaluation(evaluation_id, ctx)`` claims the evaluation's lease, reloads its
+rows, and either reuses a finished evaluation with the same cache key (zero forward
+passes) or generates and scores the examples not yet stored, in chunks. Each chunk
+is committed with its progress, so a crash or a restart resumes where it stopped:
+the (evaluation, example) key is unique and done examples are skipped. The
+terminal status is set in a ``finally``.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import socket
+import uuid
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from sqlalchemy.orm import Session, sessionmaker
+
+from evaluators import registry
+from evaluators.perplexity import rolling_perplexity
+from service.checkpoints import inspect_checkpoint, resolve_within_roots
+from service.db.models import CANCELLED, FAILED, SUCCEEDED, Evaluation
+from service.db.session import unit_of_work
+from service.engine import lease, storage
+from service.engine.aggregates import AggregateRow, ExampleScope, compute_aggregates
+from service.engine.builtin import BUILTIN_MODELS, ensure_builtin
+from service.engine.generation import generate
+from service.engine.loading import LoadedModel, ModelPool
+from service.engine.probe import assert_adapter_changes_model
+from service.engine.provenance import cache_key, folder_weight_digests, library_versions
+from service.engine.scoring import EvaluatorSet
+from service.errors import EvaluationCancelled, ModelLoadError, TunegateError
+from service.settings import Settings
+
+log = logging.getLogger("tunegate.job")
+
+
+def default_worker_id() -> str:
+    return f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:6]}"
+
+
+@dataclass
+class WorkerContext:
+    """What a worker keeps between jobs: settings, the database, loaded models, scorers."""
+
+    settings: Settings
+    factory: sessionmaker[Session]
+    worker_id: str = field(default_factory=default_worker_id)
+    pool: ModelPool | None = None
+    evaluator_sets: dict[tuple[str, ...], EvaluatorSet] = field(default_factory=dict)
+    forward_passes: int = 0
+    # test hook: called after each committed chunk with (evaluation_id, done)
+    after_chunk: Callable[[int, int], None] | None = None
+
+    def model_pool(self) -> ModelPool:
+        if self.pool is None:
+            self.pool = ModelPool(
+                max_bases=self.settings.max_base_models, device=self.settings.device
+            )
+        return self.pool
+
+    def evaluators(self, names: tuple[str, ...]) -> EvaluatorSet:
+        if names not in self.evaluator_sets:
+            self.evaluator_sets[names] = EvaluatorSet(names, self.settings)
+        return self.evaluator_sets[names]
+
+
+def resolve_base_model(name: str, settings: Settings) -> Path:
+    """A built-in name (converted once into the data dir) or a folder under the model roots."""
+    if name in BUILTIN_MODELS:
+        return ensure_builtin(name, settings.resolved_data_dir / "models")
+    return resolve_within_roots(Path(name), settings.allowed_model_roots)
+
+
+def evaluator_names(config: dict[str, Any]) -> tuple[str, ...]:
+    names = config.get("evaluators") or registry.default_evaluators()
+    return tuple(sorted(names))
+
+
+def run_evaluation(evaluation_id: int, ctx: WorkerContext) -> str | None:
+    """Run (or resume) one evaluation; returns its final status, or None if not claimed."""
+    settings = ctx.settings
+    if not lease.claim(ctx.factory, evaluation_id, ctx.worker_id, settings.lease_seconds):
+        return None
+    status, error = FAILED, "the job stopped before it finished"
+    heartbeat = lease.Heartbeat(
+        ctx.factory,
+        evaluation_id,
+        ctx.worker_id,
+        lease_seconds=settings.lease_seconds,
+        interval=settings.heartbeat_seconds,
+    )
+    try:
+        with heartbeat:
+            status = _run(evaluation_id, ctx, heartbeat)
+            error = None
+    except EvaluationCancelled as exc:
+        status, error = CANCELLED, exc.detail
+    except TunegateError as exc:
+        status, error = FAILED, f"{type(exc).__name__}: {exc.detail}"
+    except Exception as exc:
+        log.exception("evaluation %s crashed", evaluation_id)
+        status, error = FAILED, f"{type(exc).__name__}: {exc}"
+    finally:
+        with unit_of_work(ctx.factory) as session:
+            held = storage.finish(session, evaluation_id, ctx.worker_id, status, error)
+            lease.log_event(session, evaluation_id, ctx.worker_id, "released" if held else "lost")
+    if held and status == SUCCEEDED:
+        _after_success(evaluation_id, ctx)
+    return status if held else None
+
+
+def _after_success(evaluation_id: int, ctx: WorkerContext) -> None:
+    """Compute gate decisions that were waiting for this evaluation (best effort, logged)."""
+    try:
+        from service.gate.service import decide_ready
+
+        with unit_of_work(ctx.factory) as session:
+            decide_ready(session, evaluation_id)
+    except ImportError:
+        return
+    except Exception:
+        log.exception("gate decision after evaluation %s failed", evaluation_id)
+
+
+def _check_continue(ctx: WorkerContext, evaluation_id: int, heartbeat: lease.Heartbeat) -> None:
+    if heartbeat.lost.is_set():
+        raise EvaluationCancelled("lease lost to another worker; stopping")
+    with ctx.factory() as session:
+        evaluation = session.get_one(Evaluation, evaluation_id)
+        if evaluation.cancel_requested:
+            raise EvaluationCancelled("cancelled on request")
+
+
+def _run(evaluation_id: int, ctx: WorkerContext, heartbeat: lease.Heartbeat) -> str:
+    settings = ctx.settings
+    with unit_of_work(ctx.factory) as session:
+        spec = storage.load_job(session, evaluation_id)
+        session.get_one(Evaluation, evaluation_id).progress_total = len(spec.examples)
+
+    names = evaluator_names(spec.config)
+    scorers = ctx.evaluators(names)
+    base_dir = resolve_base_model(spec.base_model, settings)
+    candidate_dir: Path | None = None
+    candidate_digests = spec.candidate_digests
+    if spec.candidate_kind in ("lora", "full"):
+        if not spec.checkpoint_path:
+            raise ModelLoadError(f"candidate {spec.candidate_id} has no checkpoint path")
+        roots = [*settings.allowed_checkpoint_roots, settings.uploads_dir]
+        info = inspect_checkpoint(Path(spec.checkpoint_path), roots, kind=spec.candidate_kind)  # type: ignore[arg-type]
+        candidate_dir = info.path
+        candidate_digests = dict(info.digests)
+    base_digests = folder_weight_digests(base_dir) if spec.candidate_kind != "full" else {}
+    generation_config = {
+        "max_new_tokens": int(spec.config.get("max_new_tokens", 64)),
+        "chat_template": bool(spec.config.get("chat_template", True)),
+        "seed": int(spec.config.get("seed", 0)),
+    }
+    pool = ctx.model_pool()
+    key = cache_key(
+        base_digests=base_digests,
+        candidate_digests=candidate_digests,
+        dataset_digest=spec.dataset_digest,
+        config={**generation_config, "dtype": str(pool.dtype).removeprefix("torch.")},
+        evaluator_versions=scorers.versions,
+    )
+    provenance: dict[str, Any] = {
+        "dataset_digest": spec.dataset_digest,
+        "base_model": spec.base_model,
+        "base_model_digests": base_digests,
+        "candidate_digests": candidate_digests,
+        "generation": generation_config,
+        "dtype": str(pool.dtype).removeprefix("torch."),
+        "device": str(pool.device),
+        "evaluators": scorers.versions,
+        "libraries": library_versions(),
+        "worker": ctx.worker_id,
+    }
+    with unit_of_work(ctx.factory) as session:
+        evaluation = session.get_one(Evaluation, evaluation_id)
+        evaluation.cache_key = key
+        cached = storage.find_cached(session, key, evaluation_id)
+        if cached is not None:
+            storage.copy_results(session, cached.id, evaluation_id)
+            evaluation.reused_from_id = cached.id
+            evaluation.provenance = {**provenance, "reused_from": cached.id}
+            evaluation.progress_done = evaluation.progress_total
+            return SUCCEEDED
+
+    model_dir = candidate_dir if spec.candidate_kind == "full" else base_dir
+    assert model_dir is not None
+    adapter_dir = candidate_dir if spec.candidate_kind == "lora" else None
+    with pool.acquire(model_dir, adapter_dir=adapter_dir) as loaded:
+        if adapter_dir is not None:
+            probe = assert_adapter_changes_model(loaded)
+            provenance["adapter_probe"] = {
+                "max_abs_delta": probe.max_abs_delta,
+                "mean_abs_delta": probe.mean_abs_delta,
+                "n_tokens": probe.n_tokens,
+            }
+        with unit_of_work(ctx.factory) as session:
+            session.get_one(Evaluation, evaluation_id).provenance = provenance
+        _generate_and_score(spec, ctx, loaded, scorers, generation_config, heartbeat)
+        model_rows = _perplexity(spec, loaded, ctx)
+
+    with unit_of_work(ctx.factory) as session:
+        scores = storage.scores_by_example(session, evaluation_id)
+        scopes = [ExampleScope(e.id, e.domain, e.cohort) for e in spec.examples]
+        rows = compute_aggregates(scopes, scores) + model_rows
+        storage.write_aggregates(session, evaluation_id, rows)
+    return SUCCEEDED
+
+
+def _generate_and_score(
+    spec: storage.JobSpec,
+    ctx: WorkerContext,
+    loaded: LoadedModel,
+    scorers: EvaluatorSet,
+    generation_config: dict[str, Any],
+    heartbeat: lease.Heartbeat,
+) -> None:
+    with ctx.factory() as session:
+        done = storage.done_keys(session, spec.evaluation_id)
+    todo = [e for e in spec.examples if e.id not in done]
+    chunk_size = ctx.settings.chunk_size
+    for start in range(0, len(todo), chunk_size):
+        _check_continue(ctx, spec.evaluation_id, heartbeat)
+        chunk = todo[start : start + chunk_size]
+        outputs = generate(
+            loaded,
+            [e.input for e in chunk],
+            max_new_tokens=generation_config["max_new_tokens"],
+            chat_template=generation_config["chat_template"],
+            batch_size=ctx.settings.batch_size,
+            seed=generation_config["seed"],
+        )
+        ctx.forward_passes += len(chunk)
+        scores = scorers.score(chunk, [o.text for o in outputs])
+        rows = [
+            storage.ChunkRow(e.id, o.text, o.n_prompt_tokens, o.n_new_tokens, s)
+            for e, o, s in zip(chunk, outputs, scores, strict=True)
+        ]
+        with unit_of_work(ctx.factory) as session:
+            n_done = storage.write_chunk(session, spec.evaluation_id, rows)
+        if ctx.after_chunk is not None:
+            ctx.after_chunk(spec.evaluation_id, n_done)
+
+
+def _perplexity(
+    spec: storage.JobSpec, loaded: LoadedModel, ctx: WorkerContext
+) -> list[AggregateRow]:
+    if not spec.heldout:
+        return []
+    result = rolling_perplexity(loaded.model, loaded.tokenizer, spec.heldout)
+    ctx.forward_passes += 1
+    return [
+        AggregateRow("perplexity_token", "model", "heldout", result.n_tokens,
+                     result.token_perplexity, None, None),
+        AggregateRow("perplexity_word", "model", "heldout", result.n_words,
+                     result.word_perplexity, None, None),
+    ]

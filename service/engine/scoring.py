@@ -1,0 +1,87 @@
+"""Running the configured evaluators over a chunk of (example, output) pairs."""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from evaluators import registry
+from evaluators.base import Evaluator, Example
+from service.errors import ScoringError, UnknownEvaluator
+from service.settings import Settings
+
+
+@dataclass(frozen=True)
+class ScoreValue:
+    value: float
+    evaluator: str
+    version: str
+
+
+def evaluator_options(name: str, settings: Settings) -> dict[str, Any]:
+    """Constructor options the service passes to built-in evaluators."""
+    if name == "relevance" and settings.embedding_model:
+        return {"model_path": str(settings.embedding_model)}
+    if name == "hallucination":
+        options: dict[str, Any] = {}
+        if settings.embedding_model:
+            options["embedding_model_path"] = str(settings.embedding_model)
+        if settings.nli_model:
+            options.update(backend="nli", nli_model_path=str(settings.nli_model))
+        return options
+    return {}
+
+
+class EvaluatorSet:
+    """The evaluators of one run, built once (their models load once per worker)."""
+
+    def __init__(self, names: Sequence[str], settings: Settings) -> None:
+        self.evaluators: list[Evaluator] = []
+        for name in names:
+            try:
+                self.evaluators.append(registry.create(name, **evaluator_options(name, settings)))
+            except KeyError as exc:
+                raise UnknownEvaluator(str(exc)) from exc
+
+    @property
+    def versions(self) -> dict[str, str]:
+        return {e.name: e.version for e in self.evaluators}
+
+    @property
+    def directions(self) -> dict[str, bool]:
+        return {m.name: m.higher_is_better for e in self.evaluators for m in e.metrics}
+
+    def score(
+        self, examples: Sequence[Example], outputs: Sequence[str]
+    ) -> list[dict[str, ScoreValue]]:
+        """Scores of every evaluator for each example; a NaN or out-of-range value is an error."""
+        merged: list[dict[str, ScoreValue]] = [{} for _ in examples]
+        for evaluator in self.evaluators:
+            try:
+                rows = evaluator.score(examples, outputs)
+            except ScoringError:
+                raise
+            except Exception as exc:
+                raise ScoringError(f"evaluator {evaluator.name!r} failed: {exc}") from exc
+            if len(rows) != len(examples):
+                raise ScoringError(
+                    f"evaluator {evaluator.name!r} returned {len(rows)} rows for "
+                    f"{len(examples)} examples"
+                )
+            ranges = {m.name: (m.low, m.high) for m in evaluator.metrics}
+            for example, row, target in zip(examples, rows, merged, strict=True):
+                for metric, value in row.items():
+                    low, high = ranges.get(metric, (-math.inf, math.inf))
+                    if metric not in ranges:
+                        raise ScoringError(
+                            f"evaluator {evaluator.name!r} produced undeclared metric {metric!r}"
+                        )
+                    if not math.isfinite(value) or not low <= value <= high:
+                        raise ScoringError(
+                            f"evaluator {evaluator.name!r} scored example {example.id!r} "
+                            f"{metric}={value!r}, outside [{low}, {high}]"
+                        )
+                    target[metric] = ScoreValue(float(value), evaluator.name, evaluator.version)
+        return merged

@@ -1,0 +1,242 @@
+"""What the evaluation job reads and writes. Functions only ``flush()``; the job commits."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+from sqlalchemy import delete, func, select
+from sqlalchemy.orm import Session
+
+from evaluators.base import Example
+from service.db.base import utcnow
+from service.db.models import (
+    SUCCEEDED,
+    Aggregate,
+    Candidate,
+    DatasetExample,
+    DatasetVersion,
+    Evaluation,
+    ExampleResult,
+    HeldoutText,
+    Score,
+)
+from service.engine.aggregates import AggregateRow
+from service.engine.scoring import ScoreValue
+from service.errors import EvaluationNotFound
+
+
+@dataclass(frozen=True)
+class JobSpec:
+    """Everything the job needs, read once; the job never holds ORM rows across chunks."""
+
+    evaluation_id: int
+    config: dict[str, Any]
+    candidate_id: int
+    candidate_kind: str  # base | lora | full
+    checkpoint_path: str | None
+    base_model: str
+    candidate_digests: dict[str, str]
+    dataset_digest: str
+    examples: list[Example] = field(default_factory=list)
+    heldout: list[str] = field(default_factory=list)
+
+
+def load_job(session: Session, evaluation_id: int) -> JobSpec:
+    evaluation = session.get(Evaluation, evaluation_id)
+    if evaluation is None:
+        raise EvaluationNotFound(f"evaluation {evaluation_id} does not exist")
+    candidate = session.get_one(Candidate, evaluation.candidate_id)
+    version = session.get_one(DatasetVersion, evaluation.dataset_version_id)
+    rows = session.scalars(
+        select(DatasetExample)
+        .where(DatasetExample.dataset_version_id == version.id)
+        .order_by(DatasetExample.position)
+    ).all()
+    heldout = session.scalars(
+        select(HeldoutText.text)
+        .where(HeldoutText.dataset_version_id == version.id)
+        .order_by(HeldoutText.position)
+    ).all()
+    examples = [
+        Example(
+            id=row.example_key,
+            input=row.input,
+            reference=row.reference,
+            context=row.context,
+            domain="out" if row.domain == "out" else "in",
+            cohort=row.cohort,
+            json_schema=row.json_schema,
+        )
+        for row in rows
+    ]
+    return JobSpec(
+        evaluation_id=evaluation.id,
+        config=dict(evaluation.config or {}),
+        candidate_id=candidate.id,
+        candidate_kind=candidate.kind,
+        checkpoint_path=candidate.checkpoint_path,
+        base_model=candidate.base_model,
+        candidate_digests=dict(candidate.digests or {}),
+        dataset_digest=version.digest,
+        examples=examples,
+        heldout=list(heldout),
+    )
+
+
+def done_keys(session: Session, evaluation_id: int) -> set[str]:
+    return set(
+        session.scalars(
+            select(ExampleResult.example_key).where(ExampleResult.evaluation_id == evaluation_id)
+        )
+    )
+
+
+@dataclass(frozen=True)
+class ChunkRow:
+    key: str
+    output: str
+    n_prompt_tokens: int
+    n_new_tokens: int
+    scores: dict[str, ScoreValue]
+
+
+def write_chunk(session: Session, evaluation_id: int, rows: Sequence[ChunkRow]) -> int:
+    """Store a chunk's outputs and scores and bump progress; returns examples done so far.
+
+    Rows already present (a rerun that overlaps what a dead worker wrote) are
+    skipped, so the (evaluation, example) key never holds two rows.
+    """
+    present = done_keys(session, evaluation_id)
+    for row in rows:
+        if row.key in present:
+            continue
+        session.add(
+            ExampleResult(
+                evaluation_id=evaluation_id,
+                example_key=row.key,
+                output=row.output,
+                n_prompt_tokens=row.n_prompt_tokens,
+                n_new_tokens=row.n_new_tokens,
+            )
+        )
+        for metric, score in row.scores.items():
+            session.add(
+                Score(
+                    evaluation_id=evaluation_id,
+                    example_key=row.key,
+                    metric=metric,
+                    value=score.value,
+                    evaluator=score.evaluator,
+                    evaluator_version=score.version,
+                )
+            )
+    session.flush()
+    done = session.scalar(
+        select(func.count()).where(ExampleResult.evaluation_id == evaluation_id)
+    )
+    evaluation = session.get_one(Evaluation, evaluation_id)
+    evaluation.progress_done = int(done or 0)
+    return evaluation.progress_done
+
+
+def scores_by_example(session: Session, evaluation_id: int) -> dict[str, dict[str, float]]:
+    out: dict[str, dict[str, float]] = {}
+    for key, metric, value in session.execute(
+        select(Score.example_key, Score.metric, Score.value).where(
+            Score.evaluation_id == evaluation_id
+        )
+    ):
+        out.setdefault(key, {})[metric] = value
+    return out
+
+
+def find_cached(session: Session, key: str, exclude_id: int) -> Evaluation | None:
+    """A finished evaluation with the same cache key whose rows can be reused."""
+    return session.scalars(
+        select(Evaluation)
+        .where(
+            Evaluation.cache_key == key,
+            Evaluation.status == SUCCEEDED,
+            Evaluation.id != exclude_id,
+        )
+        .order_by(Evaluation.id)
+        .limit(1)
+    ).first()
+
+
+def copy_results(session: Session, source_id: int, target_id: int) -> None:
+    """Copy outputs, scores and aggregates of a cached evaluation (no forward pass)."""
+    session.execute(delete(Score).where(Score.evaluation_id == target_id))
+    session.execute(delete(ExampleResult).where(ExampleResult.evaluation_id == target_id))
+    session.execute(delete(Aggregate).where(Aggregate.evaluation_id == target_id))
+    for r in session.scalars(select(ExampleResult).where(ExampleResult.evaluation_id == source_id)):
+        session.add(
+            ExampleResult(
+                evaluation_id=target_id,
+                example_key=r.example_key,
+                output=r.output,
+                n_prompt_tokens=r.n_prompt_tokens,
+                n_new_tokens=r.n_new_tokens,
+            )
+        )
+    for s in session.scalars(select(Score).where(Score.evaluation_id == source_id)):
+        session.add(
+            Score(
+                evaluation_id=target_id,
+                example_key=s.example_key,
+                metric=s.metric,
+                value=s.value,
+                evaluator=s.evaluator,
+                evaluator_version=s.evaluator_version,
+            )
+        )
+    for a in session.scalars(select(Aggregate).where(Aggregate.evaluation_id == source_id)):
+        session.add(
+            Aggregate(
+                evaluation_id=target_id,
+                metric=a.metric,
+                scope=a.scope,
+                scope_value=a.scope_value,
+                n=a.n,
+                mean=a.mean,
+                ci_low=a.ci_low,
+                ci_high=a.ci_high,
+            )
+        )
+    session.flush()
+
+
+def write_aggregates(session: Session, evaluation_id: int, rows: Sequence[AggregateRow]) -> None:
+    session.execute(delete(Aggregate).where(Aggregate.evaluation_id == evaluation_id))
+    for row in rows:
+        session.add(
+            Aggregate(
+                evaluation_id=evaluation_id,
+                metric=row.metric,
+                scope=row.scope,
+                scope_value=row.scope_value,
+                n=row.n,
+                mean=row.mean,
+                ci_low=row.ci_low,
+                ci_high=row.ci_high,
+            )
+        )
+    session.flush()
+
+
+def finish(
+    session: Session, evaluation_id: int, worker_id: str, status: str, error: str | None
+) -> bool:
+    """Set the terminal status if this worker still holds the lease; False otherwise."""
+    evaluation = session.get_one(Evaluation, evaluation_id)
+    if evaluation.lease_owner != worker_id:
+        return False
+    evaluation.status = status
+    evaluation.error = error
+    evaluation.finished_at = utcnow()
+    evaluation.lease_owner = None
+    evaluation.lease_expires_at = None
+    session.flush()
+    return True

@@ -1,0 +1,92 @@
+"""The embedded default's worker: a thread in the API process that runs queued evaluations.
+
+It runs the same job function as the Celery worker (:func:`run_evaluation`). The
+database is the queue of record: ``enqueue`` only wakes the thread, which then
+claims the oldest runnable evaluation — ``queued``, or ``running`` with an expired
+lease (a process that died mid-run), which it resumes from the stored rows.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+
+from sqlalchemy import and_, or_, select
+from sqlalchemy.orm import Session, sessionmaker
+
+from service.db.base import utcnow
+from service.db.models import QUEUED, RUNNING, Evaluation
+from service.engine.job import WorkerContext, run_evaluation
+from service.settings import Settings
+
+log = logging.getLogger("tunegate.worker")
+
+
+def runnable_ids(factory: sessionmaker[Session], limit: int = 20) -> list[int]:
+    """Evaluations a worker may claim now, oldest first."""
+    with factory() as session:
+        return list(
+            session.scalars(
+                select(Evaluation.id)
+                .where(
+                    or_(
+                        Evaluation.status == QUEUED,
+                        and_(
+                            Evaluation.status == RUNNING,
+                            or_(
+                                Evaluation.lease_expires_at.is_(None),
+                                Evaluation.lease_expires_at < utcnow(),
+                            ),
+                        ),
+                    )
+                )
+                .order_by(Evaluation.created_at, Evaluation.id)
+                .limit(limit)
+            )
+        )
+
+
+class InProcessWorker:
+    def __init__(
+        self, settings: Settings, factory: sessionmaker[Session], poll_seconds: float = 2.0
+    ) -> None:
+        self.context = WorkerContext(settings=settings, factory=factory)
+        self._poll = poll_seconds
+        self._wake = threading.Event()
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+
+    def enqueue(self, evaluation_id: int) -> None:
+        self._wake.set()
+
+    def start(self) -> None:
+        if self._thread is None:
+            self._thread = threading.Thread(target=self._loop, name="tunegate-worker", daemon=True)
+            self._thread.start()
+
+    def stop(self) -> None:
+        self._stop.set()
+        self._wake.set()
+        if self._thread is not None:
+            self._thread.join(timeout=30)
+            self._thread = None
+
+    def run_pending(self) -> int:
+        """Run every runnable evaluation once; returns how many this worker ran."""
+        ran = 0
+        for evaluation_id in runnable_ids(self.context.factory):
+            if self._stop.is_set():
+                break
+            if run_evaluation(evaluation_id, self.context) is not None:
+                ran += 1
+        return ran
+
+    def _loop(self) -> None:
+        while not self._stop.is_set():
+            try:
+                if self.run_pending():
+                    continue
+            except Exception:
+                log.exception("in-process worker loop error")
+            self._wake.wait(self._poll)
+            self._wake.clear()
