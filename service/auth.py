@@ -78,7 +78,9 @@ def ensure_local_admin_token(session: Session, path: Path) -> str:
     if path.is_file():
         token = path.read_text().strip()
         if token and session.scalar(
-            select(ApiToken.id).where(ApiToken.token_hash == hash_token(token))
+            select(ApiToken.id).where(
+                ApiToken.token_hash == hash_token(token), ApiToken.revoked_at.is_(None)
+            )
         ):
             return token
     token = create_token(session, scope="admin", name="local-admin")

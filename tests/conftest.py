@@ -18,14 +18,14 @@ os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 
-from fastapi.testclient import TestClient  # noqa: E402
-from sqlalchemy import create_engine, text  # noqa: E402
-from sqlalchemy.engine import make_url  # noqa: E402
+from fastapi.testclient import TestClient
+from sqlalchemy import create_engine, text
+from sqlalchemy.engine import make_url
 
-from service.api.app import create_app  # noqa: E402
-from service.db.base import Base  # noqa: E402
-from service.db.migrate import upgrade_to_head  # noqa: E402
-from service.settings import Settings  # noqa: E402
+from service.api.app import create_app
+from service.db.base import Base
+from service.db.migrate import upgrade_to_head
+from service.settings import Settings
 
 POSTGRES_ADMIN_URL = os.environ.get(
     "TUNEGATE_TEST_POSTGRES_URL", "postgresql+psycopg://postgres@127.0.0.1:5432/postgres"

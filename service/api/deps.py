@@ -27,11 +27,13 @@ def get_app_settings(request: Request) -> Settings:
     return settings
 
 
-SessionDep = Annotated[Session, Depends(get_session)]
+# scope="function": commit before the response is sent, so a client that got 201
+# can read what it created (and background tasks see committed rows).
+SessionDep = Annotated[Session, Depends(get_session, scope="function")]
 SettingsDep = Annotated[Settings, Depends(get_app_settings)]
 
 
-def ScopedToken(scope: Scope) -> object:  # noqa: N802  (reads like a type in signatures)
+def ScopedToken(scope: Scope) -> object:
     """``principal: Annotated[Principal, ScopedToken("submit")]`` — 401 without, 403 wrong scope."""
 
     def _check(

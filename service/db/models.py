@@ -174,9 +174,7 @@ class Evaluation(Base):
 
     id: Mapped[int] = mapped_column(primary_key=True)
     candidate_id: Mapped[int] = mapped_column(ForeignKey("candidates.id"), index=True)
-    dataset_version_id: Mapped[int] = mapped_column(
-        ForeignKey("dataset_versions.id"), index=True
-    )
+    dataset_version_id: Mapped[int] = mapped_column(ForeignKey("dataset_versions.id"), index=True)
     baseline_evaluation_id: Mapped[int | None] = mapped_column(
         ForeignKey("evaluations.id"), default=None
     )
@@ -267,7 +265,9 @@ class Aggregate(Base):
 
 class GateDecision(Base):
     __tablename__ = "gate_decisions"
-    __table_args__ = (UniqueConstraint("candidate_evaluation_id", "baseline_evaluation_id", "policy_id"),)
+    __table_args__ = (
+        UniqueConstraint("candidate_evaluation_id", "baseline_evaluation_id", "policy_id"),
+    )
 
     id: Mapped[int] = mapped_column(primary_key=True)
     candidate_evaluation_id: Mapped[int] = mapped_column(ForeignKey("evaluations.id"), index=True)

@@ -51,18 +51,18 @@ def compute_aggregates(
             if ex.cohort:
                 buckets[(metric, "cohort", ex.cohort)].append(value)
     rows = []
-    for (metric, scope, value), values in sorted(buckets.items()):
+    for (metric, scope, scope_value), values in sorted(buckets.items()):
         arr = np.asarray(values, dtype=float)
-        low, high = mean_ci(arr, alpha=alpha, n_resamples=n_resamples, seed=seed)
+        ci = mean_ci(arr, alpha=alpha, n_resamples=n_resamples, seed=seed)
         rows.append(
             AggregateRow(
                 metric=metric,
                 scope=scope,
-                scope_value=value,
+                scope_value=scope_value,
                 n=int(arr.size),
                 mean=float(arr.mean()),
-                ci_low=low,
-                ci_high=high,
+                ci_low=ci.ci_low,
+                ci_high=ci.ci_high,
             )
         )
     return rows

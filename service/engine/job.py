@@ -87,7 +87,8 @@ def run_evaluation(evaluation_id: int, ctx: WorkerContext) -> str | None:
     settings = ctx.settings
     if not lease.claim(ctx.factory, evaluation_id, ctx.worker_id, settings.lease_seconds):
         return None
-    status, error = FAILED, "the job stopped before it finished"
+    status: str = FAILED
+    error: str | None = "the job stopped before it finished"
     heartbeat = lease.Heartbeat(
         ctx.factory,
         evaluation_id,
@@ -259,8 +260,22 @@ def _perplexity(
     result = rolling_perplexity(loaded.model, loaded.tokenizer, spec.heldout)
     ctx.forward_passes += 1
     return [
-        AggregateRow("perplexity_token", "model", "heldout", result.n_tokens,
-                     result.token_perplexity, None, None),
-        AggregateRow("perplexity_word", "model", "heldout", result.n_words,
-                     result.word_perplexity, None, None),
+        AggregateRow(
+            "perplexity_token",
+            "model",
+            "heldout",
+            result.n_tokens,
+            result.token_perplexity,
+            None,
+            None,
+        ),
+        AggregateRow(
+            "perplexity_word",
+            "model",
+            "heldout",
+            result.n_words,
+            result.word_perplexity,
+            None,
+            None,
+        ),
     ]

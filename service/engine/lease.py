@@ -50,9 +50,11 @@ def claim(factory: sessionmaker[Session], evaluation_id: int, worker_id: str, se
             )
             .execution_options(synchronize_session=False)
         )
-        claimed = result.rowcount == 1  # type: ignore[attr-defined]
+        claimed = bool(result.rowcount == 1)  # type: ignore[attr-defined]
         if claimed:
-            session.add(LeaseEvent(evaluation_id=evaluation_id, worker_id=worker_id, event="claimed"))
+            session.add(
+                LeaseEvent(evaluation_id=evaluation_id, worker_id=worker_id, event="claimed")
+            )
     return claimed
 
 
@@ -69,7 +71,7 @@ def renew(factory: sessionmaker[Session], evaluation_id: int, worker_id: str, se
             .values(lease_expires_at=utcnow() + timedelta(seconds=seconds))
             .execution_options(synchronize_session=False)
         )
-        return result.rowcount == 1  # type: ignore[attr-defined]
+        return bool(result.rowcount == 1)  # type: ignore[attr-defined]
 
 
 def log_event(session: Session, evaluation_id: int, worker_id: str, event: str) -> None:
@@ -102,7 +104,9 @@ class Heartbeat:
     def _run(self) -> None:
         while not self._stop.wait(self._interval):
             try:
-                if not renew(self._factory, self._evaluation_id, self._worker_id, self._lease_seconds):
+                if not renew(
+                    self._factory, self._evaluation_id, self._worker_id, self._lease_seconds
+                ):
                     self.lost.set()
                     return
             except Exception:  # a database blip: try again next beat; the lease has slack

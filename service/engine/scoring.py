@@ -9,6 +9,7 @@ from typing import Any
 
 from evaluators import registry
 from evaluators.base import Evaluator, Example
+from evaluators.errors import EvaluatorError, UnknownEvaluatorError
 from service.errors import ScoringError, UnknownEvaluator
 from service.settings import Settings
 
@@ -42,8 +43,10 @@ class EvaluatorSet:
         for name in names:
             try:
                 self.evaluators.append(registry.create(name, **evaluator_options(name, settings)))
-            except KeyError as exc:
+            except UnknownEvaluatorError as exc:
                 raise UnknownEvaluator(str(exc)) from exc
+            except EvaluatorError as exc:
+                raise ScoringError(f"evaluator {name!r} cannot be set up: {exc}") from exc
 
     @property
     def versions(self) -> dict[str, str]:

@@ -133,9 +133,7 @@ def write_chunk(session: Session, evaluation_id: int, rows: Sequence[ChunkRow]) 
                 )
             )
     session.flush()
-    done = session.scalar(
-        select(func.count()).where(ExampleResult.evaluation_id == evaluation_id)
-    )
+    done = session.scalar(select(func.count()).where(ExampleResult.evaluation_id == evaluation_id))
     evaluation = session.get_one(Evaluation, evaluation_id)
     evaluation.progress_done = int(done or 0)
     return evaluation.progress_done

@@ -15,8 +15,6 @@ def make_dispatcher(settings: Settings, factory: sessionmaker[Session]) -> Dispa
         from service.worker.celery_dispatch import CeleryDispatcher
 
         return CeleryDispatcher(settings)
-    try:
-        from service.worker.inprocess import InProcessWorker
-    except ImportError:  # the engine is not there yet: evaluations wait
-        return NullDispatcher()
+    from service.worker.inprocess import InProcessWorker
+
     return InProcessWorker(settings, factory)

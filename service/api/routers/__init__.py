@@ -5,9 +5,11 @@ from fastapi import APIRouter
 from service.api.routers import (
     candidates,
     datasets,
+    decisions,
     evaluations,
     families,
     health,
+    promote,
     promotions,
     sweeps,
     tokens,
@@ -21,5 +23,7 @@ ROUTERS: list[APIRouter] = [
     candidates.router,
     evaluations.router,
     promotions.router,
+    promote.router,
+    decisions.router,
     sweeps.router,
 ]

@@ -1,5 +1,131 @@
-"""Routes for evaluations."""
+"""Routes for evaluations: create (with the shared baseline), read, list, results, cancel."""
 
-from fastapi import APIRouter
+from __future__ import annotations
+
+import logging
+from collections.abc import Sequence
+from typing import Annotated
+
+from fastapi import APIRouter, BackgroundTasks, Query, Request
+from sqlalchemy.orm import Session
+
+from service import evaluations
+from service.api.deps import ReadToken, SessionDep, SettingsDep, SubmitToken
+from service.api.schemas.evaluations import (
+    EvaluationCreate,
+    EvaluationDetail,
+    EvaluationPage,
+    EvaluationSummary,
+    ResultOut,
+    ResultPage,
+)
+from service.candidates import get_candidate
+from service.evaluations import EvaluationFilters
+from service.worker.dispatch import Dispatcher
 
 router = APIRouter(prefix="/v1/evaluations", tags=["evaluations"])
+log = logging.getLogger("tunegate.api")
+
+Offset = Annotated[int, Query(ge=0)]
+Limit = Annotated[int, Query(ge=1, le=evaluations.MAX_PAGE)]
+
+
+def _enqueue(dispatcher: Dispatcher, evaluation_id: int) -> None:
+    try:
+        dispatcher.enqueue(evaluation_id)
+    except Exception:  # the row stays queued; the worker's poll (or redelivery) picks it up
+        log.exception("could not enqueue evaluation %s; it stays queued", evaluation_id)
+
+
+def commit_and_enqueue(
+    session: Session, request: Request, background: BackgroundTasks, ids: Sequence[int]
+) -> None:
+    """Commit the request's unit of work now, then enqueue ``ids`` after the response.
+
+    The commit is explicit because the session dependency closes only after the
+    response is sent (and after background tasks run): a worker must never be
+    handed an id whose row it cannot see yet, and a 201 must mean "stored".
+    """
+    session.commit()
+    dispatcher: Dispatcher = request.app.state.dispatcher
+    for evaluation_id in ids:
+        background.add_task(_enqueue, dispatcher, evaluation_id)
+
+
+def _detail(session: Session, evaluation_id: int) -> EvaluationDetail:
+    row = evaluations.get_evaluation(session, evaluation_id)
+    return EvaluationDetail.of_detail(
+        row,
+        evaluations.aggregates_of(session, evaluation_id),
+        evaluations.gate_decision_id(session, evaluation_id),
+    )
+
+
+@router.post("", status_code=201, summary="Queue a candidate's evaluation on a dataset")
+def create_evaluation(
+    body: EvaluationCreate,
+    session: SessionDep,
+    settings: SettingsDep,
+    _: SubmitToken,
+    request: Request,
+    background: BackgroundTasks,
+) -> EvaluationDetail:
+    candidate = get_candidate(session, body.candidate_id)
+    evaluation, queued = evaluations.create_evaluation(session, settings, candidate, body.dataset)
+    commit_and_enqueue(session, request, background, queued)
+    return _detail(session, evaluation.id)
+
+
+@router.get("", summary="List evaluations, newest first")
+def list_evaluations(
+    session: SessionDep,
+    _: ReadToken,
+    family: str | None = None,
+    sweep: str | None = None,
+    status: str | None = None,
+    dataset: str | None = None,
+    candidate_id: int | None = None,
+    offset: Offset = 0,
+    limit: Limit = 50,
+) -> EvaluationPage:
+    filters = EvaluationFilters(family, sweep, status, dataset, candidate_id, offset, limit)
+    rows, total = evaluations.list_evaluations(session, filters)
+    return EvaluationPage(
+        items=[EvaluationSummary.of(r) for r in rows], total=total, offset=offset, limit=limit
+    )
+
+
+@router.get("/{evaluation_id}", summary="One evaluation with progress and aggregates")
+def get_evaluation(evaluation_id: int, session: SessionDep, _: ReadToken) -> EvaluationDetail:
+    return _detail(session, evaluation_id)
+
+
+@router.get("/{evaluation_id}/results", summary="Per-example outputs and scores")
+def evaluation_results(
+    evaluation_id: int,
+    session: SessionDep,
+    _: ReadToken,
+    metric: str | None = None,
+    domain: str | None = None,
+    cohort: str | None = None,
+    offset: Offset = 0,
+    limit: Limit = 100,
+) -> ResultPage:
+    rows, total = evaluations.evaluation_results(
+        session,
+        evaluation_id,
+        offset=offset,
+        limit=limit,
+        metric=metric,
+        domain=domain,
+        cohort=cohort,
+    )
+    return ResultPage(
+        items=[ResultOut.of(r) for r in rows], total=total, offset=offset, limit=limit
+    )
+
+
+@router.post("/{evaluation_id}/cancel", summary="Cancel a queued or running evaluation")
+def cancel_evaluation(evaluation_id: int, session: SessionDep, _: SubmitToken) -> EvaluationDetail:
+    evaluations.cancel_evaluation(session, evaluation_id)
+    return _detail(session, evaluation_id)

@@ -1,0 +1,52 @@
+"""Gate decisions and per-example diffs."""
+
+from __future__ import annotations
+
+from dataclasses import asdict
+from typing import Literal
+
+from fastapi import APIRouter, Query
+
+from service.api.deps import ReadToken, SessionDep
+from service.api.schemas.decisions import DecisionOut, DiffPage, ExampleDiffOut
+from service.gate import service as gate
+
+router = APIRouter(prefix="/v1/decisions", tags=["decisions"])
+
+
+@router.get("", response_model=DecisionOut, summary="The gate decision of an evaluation")
+def decision_of_evaluation(
+    session: SessionDep, _: ReadToken, evaluation_id: int = Query(...)
+) -> DecisionOut:
+    decision = gate.decision_for_evaluation(session, evaluation_id)
+    return DecisionOut.model_validate(gate.decision_payload(session, decision))
+
+
+@router.get("/{decision_id}", response_model=DecisionOut, summary="One gate decision")
+def get_decision(session: SessionDep, _: ReadToken, decision_id: int) -> DecisionOut:
+    decision = gate.get_decision(session, decision_id)
+    return DecisionOut.model_validate(gate.decision_payload(session, decision))
+
+
+@router.get("/{decision_id}/diff", response_model=DiffPage, summary="Examples that regressed most")
+def diff(
+    session: SessionDep,
+    _: ReadToken,
+    decision_id: int,
+    metric: str | None = None,
+    domain: Literal["in", "out"] | None = None,
+    cohort: str | None = None,
+    offset: int = Query(0, ge=0),
+    limit: int = Query(50, ge=1, le=500),
+) -> DiffPage:
+    decision = gate.get_decision(session, decision_id)
+    total, rows = gate.example_diffs(
+        session, decision, metric=metric, domain=domain, cohort=cohort, offset=offset, limit=limit
+    )
+    return DiffPage(
+        decision_id=decision_id,
+        total=total,
+        offset=offset,
+        limit=limit,
+        items=[ExampleDiffOut(**asdict(r)) for r in rows],
+    )

@@ -1,0 +1,154 @@
+"""Request and response bodies for ``/v1/evaluations``."""
+
+from __future__ import annotations
+
+from dataclasses import asdict
+from typing import Any, Self
+
+from pydantic import BaseModel, ConfigDict, Field
+
+from service.api.schemas.common import UtcDateTime
+from service.db.models import Aggregate, Evaluation
+from service.evaluations import ResultRow
+
+
+class EvaluationCreate(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    candidate_id: int = Field(ge=1)
+    dataset: str = Field(min_length=1, description="`name` (latest version) or `name@version`")
+
+
+class Progress(BaseModel):
+    done: int
+    total: int
+
+
+class CandidateRef(BaseModel):
+    id: int
+    family: str
+    name: str | None
+    kind: str
+    learning_rate: float | None
+    sweep: str | None
+
+
+class DatasetRef(BaseModel):
+    name: str
+    version: int
+    digest: str
+
+
+class AggregateOut(BaseModel):
+    model_config = ConfigDict(from_attributes=True)
+
+    metric: str
+    scope: str
+    scope_value: str
+    n: int
+    mean: float
+    ci_low: float | None
+    ci_high: float | None
+
+
+class EvaluationSummary(BaseModel):
+    id: int
+    status: str
+    progress: Progress
+    error: str | None
+    cancel_requested: bool
+    config: dict[str, Any]
+    candidate: CandidateRef
+    dataset: DatasetRef
+    baseline_evaluation_id: int | None
+    reused_from_id: int | None
+    created_at: UtcDateTime
+    started_at: UtcDateTime | None
+    finished_at: UtcDateTime | None
+
+    @classmethod
+    def of(cls, row: Evaluation) -> Self:
+        candidate, version = row.candidate, row.dataset_version
+        return cls(
+            id=row.id,
+            status=row.status,
+            progress=Progress(done=row.progress_done, total=row.progress_total),
+            error=row.error,
+            cancel_requested=row.cancel_requested,
+            config=dict(row.config or {}),
+            candidate=CandidateRef(
+                id=candidate.id,
+                family=candidate.family.name,
+                name=candidate.name,
+                kind=candidate.kind,
+                learning_rate=candidate.learning_rate,
+                sweep=candidate.sweep,
+            ),
+            dataset=DatasetRef(
+                name=version.dataset.name, version=version.version, digest=version.digest
+            ),
+            baseline_evaluation_id=row.baseline_evaluation_id,
+            reused_from_id=row.reused_from_id,
+            created_at=row.created_at,
+            started_at=row.started_at,
+            finished_at=row.finished_at,
+        )
+
+
+class EvaluationDetail(EvaluationSummary):
+    provenance: dict[str, Any]
+    attempts: int
+    aggregates: list[AggregateOut] = Field(description="Empty until the evaluation finished")
+    gate_decision_id: int | None
+
+    @classmethod
+    def of_detail(
+        cls, row: Evaluation, aggregates: list[Aggregate], gate_decision_id: int | None
+    ) -> Self:
+        return cls.model_validate(
+            {
+                **EvaluationSummary.of(row).model_dump(),
+                "provenance": dict(row.provenance or {}),
+                "attempts": row.attempts,
+                "aggregates": [AggregateOut.model_validate(a) for a in aggregates],
+                "gate_decision_id": gate_decision_id,
+            }
+        )
+
+
+class EvaluationPage(BaseModel):
+    items: list[EvaluationSummary]
+    total: int
+    offset: int
+    limit: int
+
+
+class EvaluatorRef(BaseModel):
+    name: str
+    version: str
+
+
+class ResultOut(BaseModel):
+    example_key: str
+    position: int
+    input: str
+    context: str | None
+    reference: str | None
+    domain: str
+    cohort: str | None
+    output: str
+    n_prompt_tokens: int
+    n_new_tokens: int
+    scores: dict[str, float]
+    evaluators: dict[str, EvaluatorRef]
+
+    @classmethod
+    def of(cls, row: ResultRow) -> Self:
+        return cls.model_validate(asdict(row))
+
+
+class ResultPage(BaseModel):
+    items: list[ResultOut]
+    total: int
+    offset: int
+    limit: int

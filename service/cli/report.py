@@ -1,0 +1,201 @@
+"""Rendering a gate decision for people and for CI: a rich table, JUnit XML, Markdown.
+
+All three read the server's JSON (``GET /v1/decisions/{id}`` and the candidate record);
+none recomputes anything. JUnit has one test case per rule, a ``<failure>`` for ``fail``
+and ``inconclusive_fail`` (the gate counts both as failures); an evaluation that never
+reached a decision becomes one ``<error>`` case, so a CI page never shows a green suite
+for a gate that did not run.
+"""
+
+from __future__ import annotations
+
+import math
+import xml.etree.ElementTree as ET
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+from rich.table import Table
+
+FAILING = frozenset({"fail", "inconclusive_fail"})
+_STYLE = {
+    "pass": "green",
+    "fail": "bold red",
+    "inconclusive_pass": "yellow",
+    "inconclusive_fail": "red",
+}
+
+
+def fmt(value: object, digits: int = 4) -> str:
+    """A number in ``digits`` significant digits; ``—`` for a missing or non-finite one."""
+    if value is None:
+        return "—"
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        return str(value)
+    if not math.isfinite(value):
+        return str(value)
+    return f"{value:.{digits}g}"
+
+
+def signed(value: object, digits: int = 3) -> str:
+    if isinstance(value, int | float) and not isinstance(value, bool) and math.isfinite(value):
+        return f"{value:+.{digits}g}"
+    return fmt(value)
+
+
+def interval(rule: Mapping[str, Any]) -> str:
+    low, high = rule.get("ci_low"), rule.get("ci_high")
+    if low is None and high is None:
+        return "—"
+    return f"[{fmt(low, 3)}, {fmt(high, 3)}]"
+
+
+def rule_label(rule: Mapping[str, Any]) -> str:
+    scope = rule.get("scope")
+    rule_id = str(rule.get("rule_id", "?"))
+    return f"{rule_id} ({scope})" if scope and scope not in rule_id else rule_id
+
+
+def verdict_table(decision: Mapping[str, Any]) -> Table:
+    """Rule, baseline, candidate, delta, interval and verdict, one row per rule."""
+    table = Table(title=f"gate decision {decision.get('id', '')}: {decision.get('verdict')}")
+    for column, justify in (
+        ("rule", "left"),
+        ("baseline", "right"),
+        ("candidate", "right"),
+        ("delta", "right"),
+        ("interval", "right"),
+        ("verdict", "left"),
+    ):
+        table.add_column(column, justify=justify)  # type: ignore[arg-type]
+    for rule in decision.get("rules", []):
+        verdict = str(rule.get("verdict"))
+        table.add_row(
+            rule_label(rule),
+            fmt(rule.get("baseline_value")),
+            fmt(rule.get("candidate_value")),
+            signed(rule.get("effect")),
+            interval(rule),
+            f"[{_STYLE.get(verdict, 'white')}]{verdict}[/]",
+        )
+    return table
+
+
+def diagnosis_lines(candidate: Mapping[str, Any] | None) -> list[str]:
+    """The training-log diagnosis as plain lines (empty when the candidate has none)."""
+    diagnosis = (candidate or {}).get("diagnosis")
+    if not diagnosis:
+        return []
+    lines = [f"training log: {diagnosis.get('label')}"]
+    lines += [f"  - {reason}" for reason in diagnosis.get("reasons", [])]
+    return lines
+
+
+# --- JUnit ---------------------------------------------------------------------------------
+
+
+def _rule_text(rule: Mapping[str, Any]) -> str:
+    return (
+        f"{rule.get('message', '')}\n"
+        f"baseline={fmt(rule.get('baseline_value'))} "
+        f"candidate={fmt(rule.get('candidate_value'))} "
+        f"effect={signed(rule.get('effect'))} interval={interval(rule)} "
+        f"p={fmt(rule.get('p_value'), 3)} n={rule.get('n')} "
+        f"tolerance={fmt(rule.get('tolerance'))}"
+    )
+
+
+def junit_xml(
+    decision: Mapping[str, Any] | None,
+    *,
+    suite: str,
+    case_class: str,
+    error: str | None = None,
+) -> str:
+    """JUnit XML: one ``<testcase>`` per rule; ``error`` (no decision) becomes an ``<error>``."""
+    root = ET.Element("testsuites")
+    rules: Sequence[Mapping[str, Any]] = (decision or {}).get("rules", [])
+    failures = sum(1 for r in rules if r.get("verdict") in FAILING)
+    errors = 1 if error is not None else 0
+    tests = len(rules) + errors
+    attrs = {"name": suite, "tests": str(tests), "failures": str(failures)}
+    attrs |= {"errors": str(errors), "skipped": "0", "time": "0"}
+    root.attrib.update({k: attrs[k] for k in ("tests", "failures", "errors")})
+    testsuite = ET.SubElement(root, "testsuite", attrs)
+    if error is not None:
+        case = ET.SubElement(
+            testsuite, "testcase", {"classname": case_class, "name": "evaluation", "time": "0"}
+        )
+        ET.SubElement(case, "error", {"message": error.splitlines()[0][:500]}).text = error
+    for rule in rules:
+        case = ET.SubElement(
+            testsuite,
+            "testcase",
+            {"classname": case_class, "name": rule_label(rule), "time": "0"},
+        )
+        verdict = str(rule.get("verdict"))
+        if verdict in FAILING:
+            failure = ET.SubElement(
+                case, "failure", {"message": f"{verdict}: {rule.get('message', '')}"[:500]}
+            )
+            failure.attrib["type"] = verdict
+            failure.text = _rule_text(rule)
+        else:
+            ET.SubElement(case, "system-out").text = f"{verdict}: {_rule_text(rule)}"
+    ET.indent(root)
+    return '<?xml version="1.0" encoding="UTF-8"?>\n' + ET.tostring(root, encoding="unicode")
+
+
+# --- Markdown ------------------------------------------------------------------------------
+
+
+def _md(text: object) -> str:
+    return str(text).replace("|", "\\|").replace("\n", " ")
+
+
+def markdown_summary(
+    decision: Mapping[str, Any] | None,
+    *,
+    title: str,
+    candidate: Mapping[str, Any] | None = None,
+    error: str | None = None,
+) -> str:
+    """A Markdown summary for ``$GITHUB_STEP_SUMMARY`` (or a merge-request comment)."""
+    lines = [f"## {title}", ""]
+    if decision is None:
+        lines += [f"**error** — {_md(error or 'no gate decision')}", ""]
+        return "\n".join(lines)
+    verdict = str(decision.get("verdict"))
+    mark = "✅ pass" if verdict == "pass" else "❌ fail — promotion refused"
+    lines += [f"**{mark}**", "", _md(decision.get("summary", "")), ""]
+    lines += [
+        "| rule | baseline | candidate | delta | interval | verdict |",
+        "|---|---:|---:|---:|---:|---|",
+    ]
+    for rule in decision.get("rules", []):
+        verdict_text = str(rule.get("verdict"))
+        if verdict_text in FAILING:
+            verdict_text = f"**{verdict_text}**"
+        lines.append(
+            f"| {_md(rule_label(rule))} | {fmt(rule.get('baseline_value'))} | "
+            f"{fmt(rule.get('candidate_value'))} | {signed(rule.get('effect'))} | "
+            f"{interval(rule)} | {verdict_text} |"
+        )
+    diagnosis = diagnosis_lines(candidate)
+    if diagnosis:
+        lines += ["", f"**{_md(diagnosis[0])}**", *(_md(d) for d in diagnosis[1:])]
+    lines.append("")
+    return "\n".join(lines)
+
+
+def write_text(path: Path, text: str) -> None:
+    """Write ``text``, creating parent folders (CI artefact paths often do not exist yet)."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(text, encoding="utf-8")
+
+
+def append_text(path: Path, text: str) -> None:
+    """Append ``text`` (``$GITHUB_STEP_SUMMARY`` is shared by every command of a step)."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with path.open("a", encoding="utf-8") as fh:
+        fh.write(text if text.endswith("\n") else text + "\n")

@@ -1,0 +1,187 @@
+"""Submitting a candidate and waiting for its gate decision — what ``tunegate submit`` and the
+demo both do, over HTTP only.
+
+Path or upload: the candidate is first registered *by path* (the absolute local path), which
+costs nothing when the server runs on the same machine or shares the file system. When the
+server answers ``422 CheckpointRejected`` saying the path does not exist or lies outside its
+allowed roots, and the folder does exist here, the folder is packed into a tar.gz and
+uploaded instead (``POST /v1/candidates/upload``). ``upload=True`` uploads straight away;
+``upload=False`` never does. Both attempts carry the same ``Idempotency-Key``, and the
+client reuses it on every retry, so a candidate is registered at most once.
+"""
+
+from __future__ import annotations
+
+import tarfile
+import tempfile
+import time
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from service.cli.client import ClientError, TunegateClient, new_idempotency_key
+
+_NOT_VISIBLE = ("does not exist", "outside the allowed roots")
+
+
+@dataclass(frozen=True)
+class CandidateRequest:
+    """What ``tunegate submit`` sends about one checkpoint."""
+
+    checkpoint: Path
+    family: str
+    learning_rate: float
+    kind: str | None = None
+    sweep: str | None = None
+    dataset: str | None = None
+    training_log: Path | None = None
+    tags: Mapping[str, str] = field(default_factory=dict)
+    name: str | None = None
+    training_run: str | None = None
+
+    def metadata(self, *, with_path: bool) -> dict[str, Any]:
+        """The JSON body of the registration (the training log inlined as text).
+
+        An evaluation is queued with the registration when a dataset is named.
+        """
+        body: dict[str, Any] = {
+            "family": self.family,
+            "learning_rate": self.learning_rate,
+            "tags": dict(self.tags),
+            "evaluate": self.dataset is not None,
+        }
+        if with_path:
+            body["checkpoint"] = str(self.checkpoint.expanduser().resolve())
+        for key in ("kind", "sweep", "dataset", "name", "training_run"):
+            value = getattr(self, key)
+            if value is not None:
+                body[key] = value
+        if self.training_log is not None and with_path:
+            body["training_log"] = self.training_log.read_text(encoding="utf-8")
+            body["training_log_filename"] = self.training_log.name
+        return body
+
+
+def check_local_inputs(request: CandidateRequest) -> None:
+    """Refuse a missing training log early (a missing checkpoint is the server's call)."""
+    if request.training_log is not None and not request.training_log.is_file():
+        raise ClientError(
+            "cannot submit",
+            f"training log {request.training_log} does not exist",
+            "check the --training-log path",
+        )
+
+
+def pack_folder(folder: Path, out_dir: Path) -> Path:
+    """A tar.gz of ``folder``'s contents (paths relative to the folder, regular files only)."""
+    archive = out_dir / f"{folder.name or 'checkpoint'}.tar.gz"
+    with tarfile.open(archive, "w:gz") as tar:
+        for path in sorted(folder.rglob("*")):
+            if path.is_file() and not path.is_symlink():
+                tar.add(path, arcname=path.relative_to(folder).as_posix(), recursive=False)
+    return archive
+
+
+def _server_cannot_see(exc: ClientError) -> bool:
+    return exc.error == "CheckpointRejected" and any(s in exc.why for s in _NOT_VISIBLE)
+
+
+def submit_candidate(
+    client: TunegateClient,
+    request: CandidateRequest,
+    *,
+    upload: bool | None = None,
+    idempotency_key: str | None = None,
+    on_upload: Callable[[], None] | None = None,
+) -> dict[str, Any]:
+    """Register the candidate and queue its evaluation; returns the server's candidate record.
+
+    ``upload``: ``None`` tries the path first and uploads when the server cannot see it (see
+    the module docstring); ``True`` always uploads; ``False`` never does. Raises
+    :class:`ClientError`.
+    """
+    check_local_inputs(request)
+    key = idempotency_key or new_idempotency_key()
+    if upload is not True:
+        try:
+            return client.register_candidate(request.metadata(with_path=True), key)
+        except ClientError as exc:
+            local = request.checkpoint.expanduser()
+            if upload is False or not _server_cannot_see(exc) or not local.is_dir():
+                raise
+    if not request.checkpoint.is_dir():
+        raise ClientError(
+            "cannot upload the checkpoint",
+            f"{request.checkpoint} is not a folder here",
+            "pass the checkpoint folder (adapter_config.json or config.json at its top)",
+        )
+    if on_upload is not None:
+        on_upload()
+    with tempfile.TemporaryDirectory(prefix="tunegate-upload-") as tmp:
+        archive = pack_folder(request.checkpoint.expanduser(), Path(tmp))
+        # its own key, derived from the first: the upload is another request body
+        return client.upload_candidate(
+            archive, request.metadata(with_path=False), f"{key}-upload", request.training_log
+        )
+
+
+@dataclass(frozen=True)
+class Outcome:
+    """A finished wait: the candidate's evaluation, its baseline's, and the decision."""
+
+    evaluation: dict[str, Any]
+    baseline: dict[str, Any] | None
+    decision: dict[str, Any] | None
+
+
+ProgressCallback = Callable[[dict[str, Any], dict[str, Any] | None], None]
+
+
+def wait_for_decision(
+    client: TunegateClient,
+    evaluation_id: int | str,
+    *,
+    timeout: float,
+    on_progress: ProgressCallback | None = None,
+    poll_seconds: float = 1.0,
+) -> Outcome:
+    """Poll the evaluation (and its baseline) until both end, then fetch the gate decision.
+
+    ``on_progress(evaluation, baseline)`` is called after every poll. The outcome's
+    ``decision`` is ``None`` when either evaluation failed or was cancelled. Raises
+    :class:`ClientError` on a timeout.
+    """
+    deadline = time.monotonic() + timeout
+    while True:
+        evaluation = client.get_evaluation(evaluation_id)
+        baseline_id = evaluation.get("baseline_evaluation_id")
+        baseline = client.get_evaluation(baseline_id) if baseline_id else None
+        if on_progress is not None:
+            on_progress(evaluation, baseline)
+        if is_finished(evaluation, baseline):
+            decision = None
+            if evaluation.get("status") == "succeeded":
+                decision = client.decision_for_evaluation(evaluation_id)
+            return Outcome(evaluation, baseline, decision)
+        status = evaluation.get("status")
+        if time.monotonic() >= deadline:
+            raise ClientError(
+                f"timed out after {timeout:g}s waiting for evaluation {evaluation_id}",
+                f"it is {status} ({_progress_text(evaluation)})",
+                f"raise --timeout, or check later with `tunegate eval show {evaluation_id}`",
+            )
+        time.sleep(poll_seconds)
+
+
+def is_finished(evaluation: Mapping[str, Any], baseline: Mapping[str, Any] | None) -> bool:
+    """Either one failed or was cancelled, or both succeeded (a decision can be made)."""
+    statuses = [evaluation.get("status")] + ([baseline.get("status")] if baseline else [])
+    if any(s in ("failed", "cancelled") for s in statuses):
+        return True
+    return all(s == "succeeded" for s in statuses)
+
+
+def _progress_text(evaluation: Mapping[str, Any]) -> str:
+    progress = evaluation.get("progress") or {}
+    return f"{progress.get('done', 0)}/{progress.get('total', 0)} examples"

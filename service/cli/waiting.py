@@ -1,0 +1,81 @@
+"""What ``submit --wait`` shows while it waits, and the exit code it ends with."""
+
+from __future__ import annotations
+
+from types import TracebackType
+from typing import Any
+
+from rich.console import Console
+from rich.progress import (
+    BarColumn,
+    MofNCompleteColumn,
+    Progress,
+    TaskID,
+    TextColumn,
+    TimeElapsedColumn,
+)
+
+from service.cli.submission import Outcome
+
+
+class ProgressView:
+    """Two rich progress bars (baseline and candidate) fed by the server's progress."""
+
+    def __init__(self, console: Console, *, enabled: bool = True) -> None:
+        self._progress = Progress(
+            TextColumn("{task.description:<28}"),
+            BarColumn(),
+            MofNCompleteColumn(),
+            TextColumn("{task.fields[status]}"),
+            TimeElapsedColumn(),
+            console=console,
+            disable=not enabled,
+        )
+        self._tasks: dict[str, TaskID] = {}
+
+    def __enter__(self) -> ProgressView:
+        self._progress.start()
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self._progress.stop()
+
+    def show(self, role: str, evaluation: dict[str, Any]) -> None:
+        """Add or update the bar named ``role`` from an evaluation record."""
+        progress = evaluation.get("progress") or {}
+        total = int(progress.get("total") or 0) or None
+        done = int(progress.get("done") or 0)
+        status = str(evaluation.get("status", "?"))
+        if evaluation.get("reused_from_id") or evaluation.get("reused"):
+            status += " (reused)"
+        description = f"{role} evaluation {evaluation.get('id')}"
+        if role not in self._tasks:
+            self._tasks[role] = self._progress.add_task(description, total=total, status=status)
+        self._progress.update(
+            self._tasks[role], completed=done, total=total, status=status, description=description
+        )
+
+    def update(self, evaluation: dict[str, Any], baseline: dict[str, Any] | None) -> None:
+        """Called after each poll with the candidate's and the baseline's evaluation."""
+        if baseline is not None:
+            self.show("baseline", baseline)
+        self.show("candidate", evaluation)
+
+
+def submit_exit_code(outcome: Outcome) -> tuple[int, str | None]:
+    """(exit code, error line): 0 pass, 1 gate failed, 2 evaluation failed / no decision."""
+    if outcome.decision is not None:
+        return (0 if outcome.decision.get("verdict") == "pass" else 1), None
+    for role, evaluation in (("baseline", outcome.baseline), ("candidate", outcome.evaluation)):
+        if evaluation is not None and evaluation.get("status") in ("failed", "cancelled"):
+            reason = evaluation.get("error") or "no reason recorded"
+            return 2, (
+                f"the {role} evaluation {evaluation.get('id')} {evaluation.get('status')}: "
+                f"{reason} — see `tunegate eval show {evaluation.get('id')}`"
+            )
+    return 2, "the evaluation ended without a gate decision"

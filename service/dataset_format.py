@@ -1,0 +1,305 @@
+"""The dataset JSONL format: records, validation, canonical form and digest.
+
+A push is JSONL text, one JSON object a line (blank lines allowed):
+
+- an optional FIRST record ``{"generation": {"max_new_tokens": 64, "chat_template": true}}``
+  fixing how prompts are run;
+- examples ``{"id", "input", "reference", "context", "domain", "cohort", "json_schema"}``,
+  only ``input`` required, ``domain`` ``"in"`` by default, ``id`` the 1-based line number
+  by default;
+- held-out text for perplexity ``{"heldout": "..."}``.
+
+Every record is validated (extra keys refused, types checked, ``json_schema`` must be a
+valid JSON Schema, ids unique); a bad line is refused with :class:`InvalidDataset` naming
+the line and the reason.
+
+The digest is the sha256 of the *canonical* JSONL: the generation record (defaults filled
+in) first, then the examples in file order, then the held-out texts in file order, each
+record with defaults filled in, absent optional fields dropped, keys sorted, compact
+separators, joined by ``"\\n"``. The same content in another whitespace, key order or
+interleaving of held-out lines is the same version.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import math
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass, field
+from typing import Any, Literal, TypeVar
+
+import jsonschema
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic_core import ErrorDetails
+
+from service.errors import InvalidDataset
+
+_KEY_MAX = 200
+
+
+# --- records -------------------------------------------------------------------------
+
+
+class _Record(BaseModel):
+    model_config = ConfigDict(extra="forbid", strict=True, frozen=True)
+
+
+_R = TypeVar("_R", bound=_Record)
+
+
+class GenerationConfig(_Record):
+    """How a dataset's prompts are run."""
+
+    max_new_tokens: int = Field(default=64, ge=1, le=4096)
+    chat_template: bool = True
+
+
+class GenerationRecord(_Record):
+    generation: GenerationConfig
+
+
+class ExampleRecord(_Record):
+    """One example line; ``id`` may be a string or an integer (stored as a string)."""
+
+    id: str | None = Field(default=None, min_length=1, max_length=_KEY_MAX)
+    input: str = Field(min_length=1)
+    reference: str | None = None
+    context: str | None = None
+    domain: Literal["in", "out"] = "in"
+    cohort: str | None = Field(default=None, max_length=_KEY_MAX)
+    json_schema: dict[str, Any] | None = None
+
+    @field_validator("id", mode="before")
+    @classmethod
+    def _id_as_text(cls, value: object) -> object:
+        if isinstance(value, int) and not isinstance(value, bool):
+            return str(value)
+        if value is not None and not isinstance(value, str):
+            raise ValueError("must be a string or an integer")
+        return value
+
+    @field_validator("json_schema")
+    @classmethod
+    def _valid_schema(cls, value: dict[str, Any] | None) -> dict[str, Any] | None:
+        if value is not None:
+            try:
+                jsonschema.validators.validator_for(value).check_schema(value)
+            except jsonschema.SchemaError as exc:
+                raise ValueError(f"is not a valid JSON Schema: {exc.message}") from exc
+        return value
+
+
+class HeldoutRecord(_Record):
+    heldout: str = Field(min_length=1)
+
+
+_ALLOWED_KEYS: dict[tuple[str, ...], Sequence[str]] = {
+    ("example",): tuple(ExampleRecord.model_fields),
+    ("heldout",): tuple(HeldoutRecord.model_fields),
+    ("generation",): tuple(GenerationRecord.model_fields),
+    ("generation", "generation"): tuple(GenerationConfig.model_fields),
+}
+
+
+@dataclass(frozen=True)
+class Example:
+    """A normalised example: defaults filled in, the key always set."""
+
+    key: str
+    input: str
+    reference: str | None = None
+    context: str | None = None
+    domain: str = "in"
+    cohort: str | None = None
+    json_schema: dict[str, Any] | None = None
+
+    def record(self) -> dict[str, Any]:
+        """The canonical record: ``id``, ``input``, ``domain`` and the optional fields set."""
+        out: dict[str, Any] = {"id": self.key, "input": self.input, "domain": self.domain}
+        for name in ("reference", "context", "cohort", "json_schema"):
+            value = getattr(self, name)
+            if value is not None:
+                out[name] = value
+        return out
+
+
+@dataclass(frozen=True)
+class ParsedDataset:
+    """A validated push, ready to store."""
+
+    generation: GenerationConfig
+    examples: list[Example]
+    heldout: list[str] = field(default_factory=list)
+
+    @property
+    def canonical(self) -> str:
+        return canonical_jsonl(self.generation.model_dump(), self.examples, self.heldout)
+
+    @property
+    def digest(self) -> str:
+        return hashlib.sha256(self.canonical.encode("utf-8")).hexdigest()
+
+
+def _dumps(record: dict[str, Any]) -> str:
+    return json.dumps(record, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
+
+
+def canonical_jsonl(
+    generation: dict[str, Any], examples: Sequence[Example], heldout: Sequence[str]
+) -> str:
+    """The canonical text whose sha256 is a version's digest (no trailing newline)."""
+    lines = [_dumps({"generation": generation})]
+    lines += [_dumps(example.record()) for example in examples]
+    lines += [_dumps({"heldout": text}) for text in heldout]
+    return "\n".join(lines)
+
+
+# --- parsing -------------------------------------------------------------------------
+
+
+def _refuse_constant(name: str) -> float:
+    raise ValueError(f"{name} is not allowed in JSON")
+
+
+def _check_values(value: object) -> None:
+    """Refuse what the databases cannot store faithfully: NUL characters, non-finite numbers."""
+    if isinstance(value, str):
+        if "\x00" in value:
+            raise ValueError("text must not contain NUL characters (\\u0000)")
+    elif isinstance(value, float):
+        if not math.isfinite(value):
+            raise ValueError("numbers must be finite")
+    elif isinstance(value, dict):
+        for key, item in value.items():
+            _check_values(key)
+            _check_values(item)
+    elif isinstance(value, list):
+        for item in value:
+            _check_values(item)
+
+
+def _describe(error: ErrorDetails, kind: str) -> str:
+    """One pydantic error as a sentence about the record's keys."""
+    loc = tuple(str(p) for p in error["loc"])
+    where = ".".join(loc)
+    ctx = error.get("ctx", {})
+    kind_name = {"example": "an example", "heldout": "a heldout", "generation": "a generation"}
+    match error["type"]:
+        case "missing":
+            return f'"{where}" is required'
+        case "extra_forbidden":
+            allowed = _ALLOWED_KEYS.get((kind, *loc[:-1]), ())
+            known = ", ".join(f'"{k}"' for k in allowed)
+            return f'unknown key "{where}" in {kind_name[kind]} record (known: {known})'
+        case "literal_error":
+            return f'"{where}" must be {str(ctx.get("expected", "")).replace(chr(39), chr(34))}'
+        case "string_type":
+            return f'"{where}" must be a string'
+        case "int_type":
+            return f'"{where}" must be an integer'
+        case "bool_type":
+            return f'"{where}" must be true or false'
+        case "dict_type" | "model_type":
+            return f'"{where}" must be a JSON object'
+        case "string_too_short":
+            return f'"{where}" must not be empty'
+        case "string_too_long":
+            return f'"{where}" must be at most {ctx.get("max_length")} characters'
+        case "greater_than_equal":
+            return f'"{where}" must be at least {ctx.get("ge")}'
+        case "less_than_equal":
+            return f'"{where}" must be at most {ctx.get("le")}'
+        case "value_error":
+            return f'"{where}" {ctx.get("error")}'
+        case _:
+            return f'"{where}": {error["msg"]}'
+
+
+def _lines(body: bytes) -> Iterator[tuple[int, str]]:
+    """Decode UTF-8 (a BOM is dropped) and yield (1-based line number, line) pairs.
+
+    Splits on ``\\n`` only: ``str.splitlines`` would also split inside JSON strings
+    holding U+2028 and friends.
+    """
+    try:
+        text = body.decode("utf-8-sig")
+    except UnicodeDecodeError as exc:
+        bad = body[: exc.start].count(b"\n") + 1
+        raise InvalidDataset(f"line {bad}: not valid UTF-8") from exc
+    for number, line in enumerate(text.split("\n"), start=1):
+        yield number, line.removesuffix("\r")
+
+
+def _json_kind(value: object) -> str:
+    if isinstance(value, list):
+        return "an array"
+    if isinstance(value, str):
+        return "a string"
+    if isinstance(value, bool):
+        return "a boolean"
+    if isinstance(value, int | float):
+        return "a number"
+    return "null"
+
+
+def _load_line(number: int, line: str) -> dict[str, Any]:
+    try:
+        obj = json.loads(line, parse_constant=_refuse_constant)
+    except json.JSONDecodeError as exc:
+        raise InvalidDataset(f"line {number}: not valid JSON: {exc.msg} (col {exc.colno})") from exc
+    except ValueError as exc:
+        raise InvalidDataset(f"line {number}: not valid JSON: {exc}") from exc
+    if not isinstance(obj, dict):
+        raise InvalidDataset(
+            f"line {number}: each line must be a JSON object, not {_json_kind(obj)}"
+        )
+    try:
+        _check_values(obj)
+    except ValueError as exc:
+        raise InvalidDataset(f"line {number}: {exc}") from exc
+    return obj
+
+
+def _validate(model: type[_R], obj: dict[str, Any], number: int, kind: str) -> _R:
+    try:
+        return model.model_validate(obj)
+    except ValidationError as exc:
+        reasons = "; ".join(_describe(error, kind) for error in exc.errors())
+        raise InvalidDataset(f"line {number}: {reasons}") from exc
+
+
+def parse_dataset(body: bytes) -> ParsedDataset:
+    """Validate a JSONL push; raises :class:`InvalidDataset` naming the first bad line."""
+    generation = GenerationConfig()
+    examples: list[Example] = []
+    heldout: list[str] = []
+    first_line: dict[str, int] = {}
+    seen_record = False
+    for number, line in _lines(body):
+        if not line.strip():
+            continue
+        obj = _load_line(number, line)
+        if "generation" in obj:
+            if seen_record:
+                raise InvalidDataset(
+                    f'line {number}: the "generation" record must be the first record'
+                )
+            generation = _validate(GenerationRecord, obj, number, "generation").generation
+        elif "heldout" in obj:
+            heldout.append(_validate(HeldoutRecord, obj, number, "heldout").heldout)
+        else:
+            record = _validate(ExampleRecord, obj, number, "example")
+            key = record.id if record.id is not None else str(number)
+            if key in first_line:
+                raise InvalidDataset(
+                    f'line {number}: duplicate id "{key}" (first used on line {first_line[key]})'
+                )
+            first_line[key] = number
+            examples.append(
+                Example(key, **record.model_dump(exclude={"id"}))  # defaults filled in
+            )
+        seen_record = True
+    if not examples:
+        raise InvalidDataset('the dataset has no examples (records with an "input")')
+    return ParsedDataset(generation=generation, examples=examples, heldout=heldout)

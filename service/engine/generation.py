@@ -1,0 +1,139 @@
+"""Batched greedy generation with left padding.
+
+Prompts are sorted by token length so each batch pads as little as possible,
+and the outputs are returned in input order. Decoding is greedy with an explicit
+``GenerationConfig`` (the model folder's sampling defaults are ignored), so the
+same prompts give the same text whatever the batch size: left padding plus the
+attention mask (from which the model derives position ids) make a padded row
+compute what it would compute alone.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import torch
+
+from service.engine.loading import LoadedModel
+from service.errors import ModelLoadError
+
+
+@dataclass(frozen=True)
+class GenerationOutput:
+    """One prompt's answer and its token counts (the answer's count includes its EOS)."""
+
+    text: str
+    n_prompt_tokens: int
+    n_new_tokens: int
+
+
+def render_prompt(tokenizer: Any, prompt: str, *, chat_template: bool) -> str:
+    """The text the model sees: the prompt as a user turn of the chat template, or as is."""
+    if not chat_template:
+        return prompt
+    if not getattr(tokenizer, "chat_template", None):
+        raise ModelLoadError(
+            "the tokenizer has no chat template; generate with chat_template=False"
+        )
+    text = tokenizer.apply_chat_template(
+        [{"role": "user", "content": prompt}], add_generation_prompt=True, tokenize=False
+    )
+    return str(text)
+
+
+def encode_prompts(
+    tokenizer: Any, prompts: Sequence[str], *, chat_template: bool
+) -> list[list[int]]:
+    """Token ids per prompt. Special tokens come from the template, never added twice."""
+    texts = [render_prompt(tokenizer, p, chat_template=chat_template) for p in prompts]
+    encoded = tokenizer(texts, add_special_tokens=not chat_template)
+    return [list(ids) for ids in encoded["input_ids"]]
+
+
+def _eos_ids(model: Any, tokenizer: Any) -> list[int]:
+    eos = getattr(model.generation_config, "eos_token_id", None)
+    if eos is None:
+        eos = tokenizer.eos_token_id
+    ids = eos if isinstance(eos, list) else [eos]
+    return [int(i) for i in ids if i is not None]
+
+
+def _generation_config(model: Any, tokenizer: Any, max_new_tokens: int) -> Any:
+    from transformers import GenerationConfig
+
+    return GenerationConfig(
+        max_new_tokens=max_new_tokens,
+        do_sample=False,
+        num_beams=1,
+        pad_token_id=tokenizer.pad_token_id,
+        eos_token_id=_eos_ids(model, tokenizer),
+        bos_token_id=tokenizer.bos_token_id,
+    )
+
+
+def _left_pad(batch: Sequence[list[int]], pad_id: int) -> tuple[torch.Tensor, torch.Tensor]:
+    width = max(len(ids) for ids in batch)
+    input_ids = torch.full((len(batch), width), pad_id, dtype=torch.long)
+    mask = torch.zeros((len(batch), width), dtype=torch.long)
+    for row, ids in enumerate(batch):
+        if ids:
+            input_ids[row, width - len(ids) :] = torch.tensor(ids, dtype=torch.long)
+            mask[row, width - len(ids) :] = 1
+    return input_ids, mask
+
+
+def _answer_ids(row: list[int], eos: set[int]) -> list[int]:
+    """The generated ids up to and including the first EOS; padding after it dropped."""
+    for i, token in enumerate(row):
+        if token in eos:
+            return row[: i + 1]
+    return row
+
+
+def generate(
+    loaded: LoadedModel,
+    prompts: Sequence[str],
+    *,
+    max_new_tokens: int = 64,
+    chat_template: bool = True,
+    batch_size: int = 8,
+    seed: int = 0,
+) -> list[GenerationOutput]:
+    """Greedy answers to ``prompts``, in input order.
+
+    Batches of ``batch_size`` prompts of similar length, left-padded, under
+    ``torch.inference_mode()``; text decoded without special tokens and
+    stripped. ``seed`` seeds torch first so anything stochastic in a model is
+    reproducible too. Raises ``ModelLoadError`` when asked for a chat template
+    the tokenizer lacks, or when the model fails to generate.
+    """
+    if batch_size < 1 or max_new_tokens < 1:
+        raise ValueError("batch_size and max_new_tokens must be positive")
+    model, tokenizer = loaded.model, loaded.tokenizer
+    encoded = encode_prompts(tokenizer, prompts, chat_template=chat_template)
+    if any(not ids for ids in encoded):
+        raise ValueError("a prompt encodes to no tokens")
+    config = _generation_config(model, tokenizer, max_new_tokens)
+    eos = set(_eos_ids(model, tokenizer))
+    order = sorted(range(len(encoded)), key=lambda i: (len(encoded[i]), i))
+    results: dict[int, GenerationOutput] = {}
+    torch.manual_seed(seed)
+    with torch.inference_mode():
+        for start in range(0, len(order), batch_size):
+            chunk = order[start : start + batch_size]
+            input_ids, mask = _left_pad([encoded[i] for i in chunk], tokenizer.pad_token_id)
+            try:
+                out = model.generate(
+                    input_ids=input_ids.to(loaded.device),
+                    attention_mask=mask.to(loaded.device),
+                    generation_config=config,
+                )
+            except Exception as exc:
+                raise ModelLoadError(f"generation failed: {exc}") from exc
+            for row, index in enumerate(chunk):
+                ids = _answer_ids(out[row, input_ids.shape[1] :].tolist(), eos)
+                text = tokenizer.decode(ids, skip_special_tokens=True).strip()
+                results[index] = GenerationOutput(text, len(encoded[index]), len(ids))
+    return [results[i] for i in range(len(encoded))]

@@ -1,0 +1,221 @@
+"""Gate policies: which rules a candidate must satisfy, parsed from JSON or YAML.
+
+A policy is a list of rules plus the statistics settings they share (alpha, bootstrap
+resamples, seed) and what an *inconclusive* rule means per rule kind. Rule kinds:
+
+* ``no_regression`` - paired candidate - baseline on a metric must not fall below
+  ``-tolerance`` (significantly, see :mod:`service.gate.stats`).
+* ``min_improvement`` - the in-domain target metric must rise by at least ``delta``:
+  passes when the point estimate is >= ``delta`` **and** the improvement is significant
+  (lower one-sided (1 - alpha) bound > 0). Requiring the lower bound itself to clear
+  ``delta`` would refuse most real lifts on eval sets of a few hundred examples.
+* ``threshold`` - the candidate's mean on a metric must lie within ``min`` / ``max``
+  (point estimate; the interval is reported alongside). Also applies to a model metric
+  (e.g. ``perplexity_word``) when no per-example scores carry that name.
+* ``perplexity_ratio`` - candidate / baseline held-out perplexity <= ``max_ratio``.
+  Default metric ``perplexity_word``: per-word perplexity does not depend on the
+  tokenizer, so it stays comparable if a full fine-tune changes the vocabulary.
+* ``out_of_domain_delta`` - ``no_regression`` on the out-of-domain examples only, the
+  catastrophic-forgetting rule; inconclusive counts as a failure by default, because a gate
+  that cannot see forgetting must not wave it through.
+
+A rule whose metric has no data is *inconclusive* and its outcome follows the same
+mapping (rule ``on_inconclusive`` > policy ``inconclusive[kind]`` > built-in default); its
+verdict is always labelled ``inconclusive_*``, never a plain pass.
+"""
+
+from __future__ import annotations
+
+import json
+from typing import Annotated, Any, Literal, Self
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+
+from service.errors import InvalidPolicy
+
+Domain = Literal["in", "out", "all"]
+Outcome = Literal["pass", "fail"]
+RuleKind = Literal[
+    "no_regression", "min_improvement", "threshold", "perplexity_ratio", "out_of_domain_delta"
+]
+
+DEFAULT_INCONCLUSIVE: dict[RuleKind, Outcome] = {
+    "no_regression": "pass",
+    "min_improvement": "pass",
+    "threshold": "pass",
+    "perplexity_ratio": "pass",
+    "out_of_domain_delta": "fail",
+}
+
+
+class _Rule(BaseModel):
+    """Fields every rule has. ``id`` defaults to ``kind:metric[:domain][:cohort]``."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    id: str = ""
+    metric: str = Field(min_length=1)
+    on_inconclusive: Outcome | None = None
+    """Overrides the policy's ``inconclusive`` outcome for this rule."""
+    description: str | None = None
+
+    @model_validator(mode="before")
+    @classmethod
+    def _derive_id(cls, data: Any) -> Any:
+        if isinstance(data, dict) and not data.get("id"):
+            kind = data.get("kind", cls.model_fields["kind"].default)
+            metric = data.get("metric", cls.model_fields["metric"].default)
+            parts = [str(kind), str(metric)]
+            if "domain" in cls.model_fields:
+                parts.append(str(data.get("domain", cls.model_fields["domain"].default)))
+            if data.get("cohort"):
+                parts.append(str(data["cohort"]))
+            data = {**data, "id": ":".join(parts)}
+        return data
+
+
+class NoRegression(_Rule):
+    """Candidate - baseline (oriented) must not fall significantly below ``-tolerance``."""
+
+    kind: Literal["no_regression"] = "no_regression"
+    domain: Domain = "all"
+    cohort: str | None = None
+    tolerance: float = Field(ge=0)
+
+
+class MinImprovement(_Rule):
+    """The metric must improve by >= ``delta`` (point estimate) and significantly (> 0)."""
+
+    kind: Literal["min_improvement"] = "min_improvement"
+    domain: Domain = "in"
+    cohort: str | None = None
+    delta: float = Field(gt=0)
+
+
+class Threshold(_Rule):
+    """The candidate's mean must be >= ``min`` and/or <= ``max``."""
+
+    kind: Literal["threshold"] = "threshold"
+    domain: Domain = "all"
+    cohort: str | None = None
+    min: float | None = None
+    max: float | None = None
+
+    @model_validator(mode="after")
+    def _bounds(self) -> Self:
+        if self.min is None and self.max is None:
+            raise ValueError("a threshold rule needs 'min', 'max' or both")
+        if self.min is not None and self.max is not None and self.min > self.max:
+            raise ValueError(f"threshold min {self.min} is above max {self.max}")
+        return self
+
+
+class PerplexityRatio(_Rule):
+    """Candidate / baseline model perplexity must be <= ``max_ratio``."""
+
+    kind: Literal["perplexity_ratio"] = "perplexity_ratio"
+    metric: str = Field(default="perplexity_word", min_length=1)
+    max_ratio: float = Field(default=1.10, gt=0)
+
+
+class OutOfDomainDelta(_Rule):
+    """Out-of-domain candidate - baseline (oriented) must not fall below ``-tolerance``."""
+
+    kind: Literal["out_of_domain_delta"] = "out_of_domain_delta"
+    domain: Literal["out"] = "out"
+    cohort: str | None = None
+    tolerance: float = Field(ge=0)
+
+
+AnyRule = NoRegression | MinImprovement | Threshold | PerplexityRatio | OutOfDomainDelta
+Rule = Annotated[AnyRule, Field(discriminator="kind")]
+
+
+class Policy(BaseModel):
+    """A gate policy: shared statistics settings, inconclusive outcomes and the rules."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    alpha: float = Field(default=0.05, gt=0, lt=0.5)
+    n_resamples: int = Field(default=2000, ge=2000, le=100_000)
+    seed: int = 0
+    inconclusive: dict[RuleKind, Outcome] = Field(
+        default_factory=lambda: dict(DEFAULT_INCONCLUSIVE)
+    )
+    """What an inconclusive rule counts as, per kind; kinds left out keep their default."""
+    rules: list[Rule] = Field(min_length=1)
+
+    @field_validator("inconclusive", mode="after")
+    @classmethod
+    def _fill_defaults(cls, value: dict[RuleKind, Outcome]) -> dict[RuleKind, Outcome]:
+        return {**DEFAULT_INCONCLUSIVE, **value}
+
+    @model_validator(mode="after")
+    def _unique_ids(self) -> Self:
+        seen: set[str] = set()
+        for rule in self.rules:
+            if rule.id in seen:
+                raise ValueError(f"duplicate rule id {rule.id!r}: give one of them an 'id'")
+            seen.add(rule.id)
+        return self
+
+    def inconclusive_outcome(self, rule: AnyRule) -> Outcome:
+        """What an inconclusive result of ``rule`` counts as."""
+        if rule.on_inconclusive is not None:
+            return rule.on_inconclusive
+        return self.inconclusive.get(rule.kind, DEFAULT_INCONCLUSIVE[rule.kind])
+
+
+DEFAULT_POLICY = Policy(
+    rules=[
+        NoRegression(metric="relevance", domain="in", tolerance=0.03),
+        NoRegression(metric="relevance", domain="out", tolerance=0.03),
+        NoRegression(metric="hallucination", domain="in", tolerance=0.05),
+        NoRegression(metric="hallucination", domain="out", tolerance=0.05),
+        OutOfDomainDelta(metric="relevance_reference", tolerance=0.03),
+        PerplexityRatio(metric="perplexity_word", max_ratio=1.10),
+        # Collapse guards: a model that answers nothing or loops is broken whatever else says.
+        Threshold(metric="empty_output", max=0.05),
+        Threshold(metric="repetition", max=0.30),
+    ]
+)
+"""Shipped policy: relevance (tolerance 0.03) and hallucination (0.05) must not regress in or
+out of domain; out-of-domain ``relevance_reference`` (semantic similarity to the reference
+answer, the most direct sign of forgetting) must not drop by more than 0.03; word perplexity
+may rise by at most 10 %; at most 5 % empty outputs and a mean repetition of at most 0.3."""
+
+
+def _readable(exc: ValidationError) -> str:
+    reasons = []
+    for error in exc.errors(include_url=False):
+        where = ".".join(str(part) for part in error["loc"]) or "policy"
+        reasons.append(f"{where}: {error['msg']}")
+    return "; ".join(reasons)
+
+
+def parse_policy(text: str) -> Policy:
+    """Parse a policy from JSON or YAML text.
+
+    Raises :class:`~service.errors.InvalidPolicy` naming the offending field (e.g.
+    ``rules.1.no_regression.tolerance: Input should be greater than or equal to 0``) or the
+    syntax error.
+    """
+    try:
+        data = json.loads(text)
+    except json.JSONDecodeError:
+        try:
+            data = yaml.safe_load(text)
+        except yaml.YAMLError as exc:
+            raise InvalidPolicy(f"policy is neither valid JSON nor YAML: {exc}") from exc
+    if not isinstance(data, dict):
+        raise InvalidPolicy("a policy must be a mapping with at least a 'rules' list")
+    try:
+        return Policy.model_validate(data)
+    except ValidationError as exc:
+        raise InvalidPolicy(f"invalid policy: {_readable(exc)}") from exc
+
+
+def policy_json(policy: Policy) -> str:
+    """Canonical JSON for storage (derived ids and defaults written out); round-trips."""
+    return json.dumps(policy.model_dump(mode="json"), sort_keys=True, separators=(",", ":"))

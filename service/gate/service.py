@@ -1,0 +1,279 @@
+"""The gate against the database: build scores, compute and store decisions, diff examples.
+
+A decision is computed when a candidate's evaluation and its baseline's evaluation
+have both succeeded (whichever finishes last triggers it, through
+:func:`decide_ready`), under the family's current policy, and stored with the policy
+version and both evaluation ids.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from functools import lru_cache
+from typing import Any
+
+from sqlalchemy import select
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.orm import Session
+
+from evaluators import registry
+from service.db.models import (
+    SUCCEEDED,
+    Aggregate,
+    Candidate,
+    DatasetExample,
+    Evaluation,
+    ExampleResult,
+    GateDecision,
+    GatePolicy,
+    Score,
+)
+from service.errors import DecisionNotFound, EvaluationNotFinished, EvaluationNotFound
+from service.gate.decision import EvalScores, decide
+from service.gate.policy import Policy
+
+MODEL_METRIC_DIRECTIONS = {"perplexity_token": False, "perplexity_word": False}
+
+
+@lru_cache(maxsize=1)
+def metric_directions() -> dict[str, bool]:
+    """metric name → higher_is_better, from every registered evaluator."""
+    directions = dict(MODEL_METRIC_DIRECTIONS)
+    for name in registry.available():
+        for metric in registry.get_class(name).metrics:
+            directions[metric.name] = metric.higher_is_better
+    return directions
+
+
+def load_scores(session: Session, evaluation: Evaluation) -> EvalScores:
+    """An evaluation's per-example scores and model metrics, as the gate sees them."""
+    examples = session.execute(
+        select(DatasetExample.example_key, DatasetExample.domain, DatasetExample.cohort).where(
+            DatasetExample.dataset_version_id == evaluation.dataset_version_id
+        )
+    ).all()
+    per_example: dict[str, dict[str, float]] = {}
+    for key, metric, value in session.execute(
+        select(Score.example_key, Score.metric, Score.value).where(
+            Score.evaluation_id == evaluation.id
+        )
+    ):
+        per_example.setdefault(key, {})[metric] = value
+    model_metrics: dict[str, float] = {}
+    for metric, mean in session.execute(
+        select(Aggregate.metric, Aggregate.mean).where(
+            Aggregate.evaluation_id == evaluation.id, Aggregate.scope == "model"
+        )
+    ):
+        model_metrics[metric] = mean
+    return EvalScores(
+        domains={k: d for k, d, _ in examples},
+        cohorts={k: c for k, _, c in examples},
+        per_example=per_example,
+        model_metrics=model_metrics,
+        higher_is_better=metric_directions(),
+    )
+
+
+def family_policy(session: Session, family_id: int) -> GatePolicy:
+    policy = session.scalars(
+        select(GatePolicy)
+        .where(GatePolicy.family_id == family_id)
+        .order_by(GatePolicy.version.desc())
+        .limit(1)
+    ).first()
+    if policy is None:
+        raise DecisionNotFound(f"family {family_id} has no gate policy")
+    return policy
+
+
+def decide_evaluation(session: Session, evaluation: Evaluation) -> GateDecision:
+    """Compute (or return the stored) decision of a candidate evaluation vs its baseline."""
+    if evaluation.baseline_evaluation_id is None:
+        raise EvaluationNotFinished(
+            f"evaluation {evaluation.id} has no baseline to compare with (it is a baseline)"
+        )
+    baseline = session.get_one(Evaluation, evaluation.baseline_evaluation_id)
+    for ev in (evaluation, baseline):
+        if ev.status != SUCCEEDED:
+            raise EvaluationNotFinished(f"evaluation {ev.id} is {ev.status}, not succeeded")
+    candidate = session.get_one(Candidate, evaluation.candidate_id)
+    policy_row = family_policy(session, candidate.family_id)
+    existing = session.scalars(
+        select(GateDecision).where(
+            GateDecision.candidate_evaluation_id == evaluation.id,
+            GateDecision.baseline_evaluation_id == baseline.id,
+            GateDecision.policy_id == policy_row.id,
+        )
+    ).first()
+    if existing is not None:
+        return existing
+    policy = Policy.model_validate(policy_row.body)
+    decision = decide(policy, load_scores(session, evaluation), load_scores(session, baseline))
+    row = GateDecision(
+        candidate_evaluation_id=evaluation.id,
+        baseline_evaluation_id=baseline.id,
+        policy_id=policy_row.id,
+        verdict=decision.verdict,
+        rules=[r.to_dict() for r in decision.rules],
+        summary=decision.summary,
+    )
+    try:
+        with session.begin_nested():
+            session.add(row)
+            session.flush()
+    except IntegrityError:  # another worker stored the same decision first
+        found = session.scalars(
+            select(GateDecision).where(
+                GateDecision.candidate_evaluation_id == evaluation.id,
+                GateDecision.baseline_evaluation_id == baseline.id,
+                GateDecision.policy_id == policy_row.id,
+            )
+        ).one()
+        return found
+    return row
+
+
+def decide_ready(session: Session, evaluation_id: int) -> list[GateDecision]:
+    """Decisions that became computable now that ``evaluation_id`` finished."""
+    evaluation = session.get(Evaluation, evaluation_id)
+    if evaluation is None or evaluation.status != SUCCEEDED:
+        return []
+    waiting = list(
+        session.scalars(
+            select(Evaluation).where(
+                Evaluation.baseline_evaluation_id == evaluation_id,
+                Evaluation.status == SUCCEEDED,
+            )
+        )
+    )
+    if evaluation.baseline_evaluation_id is not None:
+        waiting.append(evaluation)
+    decisions = []
+    for ev in waiting:
+        baseline = session.get(Evaluation, ev.baseline_evaluation_id)
+        if baseline is not None and baseline.status == SUCCEEDED:
+            decisions.append(decide_evaluation(session, ev))
+    return decisions
+
+
+def get_decision(session: Session, decision_id: int) -> GateDecision:
+    decision = session.get(GateDecision, decision_id)
+    if decision is None:
+        raise DecisionNotFound(f"decision {decision_id} does not exist")
+    return decision
+
+
+def latest_decision(session: Session, evaluation_id: int) -> GateDecision | None:
+    return session.scalars(
+        select(GateDecision)
+        .where(GateDecision.candidate_evaluation_id == evaluation_id)
+        .order_by(GateDecision.id.desc())
+        .limit(1)
+    ).first()
+
+
+def decision_for_evaluation(session: Session, evaluation_id: int) -> GateDecision:
+    evaluation = session.get(Evaluation, evaluation_id)
+    if evaluation is None:
+        raise EvaluationNotFound(f"evaluation {evaluation_id} does not exist")
+    found = latest_decision(session, evaluation_id)
+    if found is not None:
+        return found
+    return decide_evaluation(session, evaluation)
+
+
+@dataclass(frozen=True)
+class ExampleDiff:
+    example_id: str
+    domain: str
+    cohort: str | None
+    input: str
+    reference: str | None
+    metric: str
+    baseline_output: str
+    candidate_output: str
+    baseline_score: float
+    candidate_score: float
+    delta: float
+    """Oriented: candidate − baseline, negated for lower-is-better metrics (negative = worse)."""
+
+
+def example_diffs(
+    session: Session,
+    decision: GateDecision,
+    *,
+    metric: str | None = None,
+    domain: str | None = None,
+    cohort: str | None = None,
+    offset: int = 0,
+    limit: int = 50,
+) -> tuple[int, list[ExampleDiff]]:
+    """Per-example differences, most regressed first; returns (total, page)."""
+    cand_id, base_id = decision.candidate_evaluation_id, decision.baseline_evaluation_id
+    evaluation = session.get_one(Evaluation, cand_id)
+    examples = {
+        e.example_key: e
+        for e in session.scalars(
+            select(DatasetExample).where(
+                DatasetExample.dataset_version_id == evaluation.dataset_version_id
+            )
+        )
+    }
+    outputs: dict[tuple[int, str], str] = {
+        (r.evaluation_id, r.example_key): r.output
+        for r in session.scalars(
+            select(ExampleResult).where(ExampleResult.evaluation_id.in_([cand_id, base_id]))
+        )
+    }
+    scores: dict[tuple[int, str, str], float] = {}
+    query = select(Score).where(Score.evaluation_id.in_([cand_id, base_id]))
+    if metric:
+        query = query.where(Score.metric == metric)
+    for s in session.scalars(query):
+        scores[(s.evaluation_id, s.example_key, s.metric)] = s.value
+    directions = metric_directions()
+    rows: list[ExampleDiff] = []
+    for (ev_id, key, name), cand_value in scores.items():
+        if ev_id != cand_id or (base_id, key, name) not in scores:
+            continue
+        example = examples.get(key)
+        if example is None:
+            continue
+        if domain and example.domain != domain:
+            continue
+        if cohort and example.cohort != cohort:
+            continue
+        base_value = scores[(base_id, key, name)]
+        sign = 1.0 if directions.get(name, True) else -1.0
+        rows.append(
+            ExampleDiff(
+                example_id=key,
+                domain=example.domain,
+                cohort=example.cohort,
+                input=example.input,
+                reference=example.reference,
+                metric=name,
+                baseline_output=outputs.get((base_id, key), ""),
+                candidate_output=outputs.get((cand_id, key), ""),
+                baseline_score=base_value,
+                candidate_score=cand_value,
+                delta=sign * (cand_value - base_value),
+            )
+        )
+    rows.sort(key=lambda r: (r.delta, r.metric, r.example_id))
+    return len(rows), rows[offset : offset + limit]
+
+
+def decision_payload(session: Session, decision: GateDecision) -> dict[str, Any]:
+    policy = session.get_one(GatePolicy, decision.policy_id)
+    return {
+        "id": decision.id,
+        "verdict": decision.verdict,
+        "summary": decision.summary,
+        "policy_version": policy.version,
+        "candidate_evaluation_id": decision.candidate_evaluation_id,
+        "baseline_evaluation_id": decision.baseline_evaluation_id,
+        "rules": decision.rules,
+        "created_at": decision.created_at,
+    }

@@ -1,0 +1,122 @@
+"""Promotion: an audited alias move, allowed only on a passing gate decision.
+
+Promoting candidate C to alias A (default ``production``) of family F needs a
+``pass`` decision of C's evaluation against the candidate A points to now (the
+family's base model when A is not set yet). An ``admin`` may override a missing or
+failing decision with a written reason. Every move is recorded: who, when, from,
+to, decision id, reason, whether it was an override.
+"""
+
+from __future__ import annotations
+
+from sqlalchemy import select
+from sqlalchemy.orm import Session, aliased
+
+from service.auth import Principal
+from service.db.base import utcnow
+from service.db.models import Alias, Candidate, Evaluation, Family, GateDecision, Promotion
+from service.errors import (
+    CandidateNotFound,
+    FamilyNotFound,
+    GateNotPassed,
+    InvalidRequest,
+    PermissionDenied,
+)
+
+PRODUCTION = "production"
+
+
+def _family(session: Session, name: str) -> Family:
+    family = session.scalars(select(Family).where(Family.name == name)).first()
+    if family is None:
+        raise FamilyNotFound(f"family {name!r} does not exist")
+    return family
+
+
+def current_target(session: Session, family: Family, alias: str) -> Candidate:
+    """The candidate ``alias`` points to, or the family's base candidate when unset."""
+    row = session.scalars(
+        select(Alias).where(Alias.family_id == family.id, Alias.name == alias)
+    ).first()
+    if row is not None:
+        return session.get_one(Candidate, row.candidate_id)
+    base = session.scalars(
+        select(Candidate)
+        .where(Candidate.family_id == family.id, Candidate.kind == "base")
+        .order_by(Candidate.id)
+        .limit(1)
+    ).first()
+    if base is None:
+        raise CandidateNotFound(f"family {family.name!r} has no base candidate")
+    return base
+
+
+def passing_decision(session: Session, candidate_id: int, against_id: int) -> GateDecision | None:
+    """The newest decision of the candidate against ``against_id``; None when there is none."""
+    cand_ev, base_ev = aliased(Evaluation), aliased(Evaluation)
+    return session.scalars(
+        select(GateDecision)
+        .join(cand_ev, GateDecision.candidate_evaluation_id == cand_ev.id)
+        .join(base_ev, GateDecision.baseline_evaluation_id == base_ev.id)
+        .where(cand_ev.candidate_id == candidate_id, base_ev.candidate_id == against_id)
+        .order_by(GateDecision.id.desc())
+        .limit(1)
+    ).first()
+
+
+def promote(
+    session: Session,
+    *,
+    family_name: str,
+    candidate_id: int,
+    principal: Principal,
+    alias: str = PRODUCTION,
+    reason: str | None = None,
+    override: bool = False,
+) -> Promotion:
+    """Move ``alias`` to the candidate; raises GateNotPassed without a passing decision."""
+    family = _family(session, family_name)
+    candidate = session.get(Candidate, candidate_id)
+    if candidate is None or candidate.family_id != family.id:
+        raise CandidateNotFound(f"candidate {candidate_id} is not in family {family_name!r}")
+    current = current_target(session, family, alias)
+    if current.id == candidate.id:
+        raise InvalidRequest(f"alias {alias!r} already points to candidate {candidate.id}")
+    decision = passing_decision(session, candidate.id, current.id)
+    passed = decision is not None and decision.verdict == "pass"
+    if not passed:
+        why = (
+            f"no gate decision of candidate {candidate.id} against the current {alias!r} "
+            f"(candidate {current.id}); evaluate it first"
+            if decision is None
+            else f"gate decision {decision.id} against candidate {current.id} is "
+            f"{decision.verdict!r}: {decision.summary}"
+        )
+        if not override:
+            raise GateNotPassed(f"promotion refused: {why}")
+        if not principal.allows("admin"):
+            raise PermissionDenied("overriding the gate needs an admin token")
+        if not (reason and reason.strip()):
+            raise InvalidRequest("overriding the gate needs a written reason")
+    row = session.scalars(
+        select(Alias).where(Alias.family_id == family.id, Alias.name == alias)
+    ).first()
+    previous = row.candidate_id if row is not None else None
+    if row is None:
+        session.add(Alias(family_id=family.id, name=alias, candidate_id=candidate.id))
+    else:
+        row.candidate_id = candidate.id
+        row.updated_at = utcnow()
+    record = Promotion(
+        family_id=family.id,
+        alias=alias,
+        from_candidate_id=previous,
+        to_candidate_id=candidate.id,
+        decision_id=decision.id if decision is not None else None,
+        actor=f"{principal.name} (token {principal.token_id})",
+        override=not passed,
+        reason=reason,
+    )
+    session.add(record)
+    session.flush()
+    return record

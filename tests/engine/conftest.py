@@ -1,0 +1,65 @@
+"""Fixtures for the engine tests: the tiny Llama, a context-sensitive twin, real adapters.
+
+The tiny Llama ties its embeddings, so greedy decoding from random weights just
+repeats the last prompt token, which would make batched-vs-single comparisons
+pass even with broken padding. ``context_model_dir`` is the same architecture
+with an untied output layer and larger initial weights: its greedy output
+depends on the whole prompt, so a wrong attention mask or position id shows.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from tests.adapters import PIRATE, trained_adapter
+from tests.models import test_cache_dir, tiny_llama_dir
+
+
+@pytest.fixture(scope="session")
+def tiny_dir() -> Path:
+    return tiny_llama_dir()
+
+
+@pytest.fixture(scope="session")
+def context_model_dir(tiny_dir: Path) -> Path:
+    target = test_cache_dir() / "models" / "tiny-llama-untied"
+    if (target / "model.safetensors").is_file():
+        return target
+    import torch
+    from transformers import AutoTokenizer, LlamaConfig, LlamaForCausalLM
+
+    config = LlamaConfig.from_pretrained(tiny_dir)
+    config.tie_word_embeddings = False
+    config.initializer_range = 0.2
+    torch.manual_seed(1)
+    tmp = target.with_name(".tiny-llama-untied-tmp")
+    LlamaForCausalLM(config).save_pretrained(tmp)
+    AutoTokenizer.from_pretrained(tiny_dir).save_pretrained(tmp)
+    tmp.rename(target)
+    return target
+
+
+@pytest.fixture(scope="session")
+def adapter_a() -> Path:
+    """Tiny Llama LoRA trained 5 real steps on capital-city Q&A."""
+    return trained_adapter("tiny", "capitals", lr=1e-2, steps=5)
+
+
+@pytest.fixture(scope="session")
+def adapter_b() -> Path:
+    """A second tiny Llama LoRA, other data and seed."""
+    return trained_adapter("tiny", "pirate", lr=2e-2, steps=5, data=PIRATE, seed=1)
+
+
+@pytest.fixture(scope="session")
+def fresh_adapter() -> Path:
+    """A tiny Llama LoRA saved before any step: lora_B = 0, so it changes nothing."""
+    return trained_adapter("tiny", "fresh", lr=1e-2, steps=0)
+
+
+@pytest.fixture
+def cache_root() -> list[Path]:
+    """The allowed root that holds the cached test models and adapters."""
+    return [test_cache_dir()]

@@ -1,0 +1,41 @@
+"""The adapter-applied probe: a trained adapter moves the logits, a fresh one does not."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from service.engine.loading import ModelPool
+from service.engine.probe import assert_adapter_changes_model, measure_adapter_delta
+from service.errors import AdapterNotApplied
+
+
+def test_trained_adapter_passes(tiny_dir: Path, adapter_a: Path) -> None:
+    pool = ModelPool(device="cpu")
+    with pool.acquire(tiny_dir, adapter_a) as loaded:
+        result = assert_adapter_changes_model(loaded)
+    assert result.max_abs_delta > 1e-3
+    assert 0 < result.mean_abs_delta <= result.max_abs_delta
+    assert result.n_tokens > 10
+
+
+def test_fresh_adapter_is_caught(tiny_dir: Path, fresh_adapter: Path) -> None:
+    pool = ModelPool(device="cpu")
+    with pool.acquire(tiny_dir, fresh_adapter) as loaded:
+        assert measure_adapter_delta(loaded).max_abs_delta == 0.0
+        with pytest.raises(
+            AdapterNotApplied, match=r"does not change the model: max \|Δlogit\| = 0"
+        ):
+            assert_adapter_changes_model(loaded)
+
+
+def test_base_and_disabled_adapter_are_caught(tiny_dir: Path, adapter_a: Path) -> None:
+    pool = ModelPool(device="cpu")
+    with pool.acquire(tiny_dir) as plain:
+        with pytest.raises(AdapterNotApplied, match="no adapter"):
+            assert_adapter_changes_model(plain)
+    with pool.acquire(tiny_dir, adapter_a):
+        pass
+    with pool.acquire(tiny_dir) as base, pytest.raises(AdapterNotApplied):
+        assert_adapter_changes_model(base)  # wrapped, but this is the base: no adapter active

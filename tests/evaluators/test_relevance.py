@@ -1,0 +1,49 @@
+"""Relevance: on-topic answers beat off-topic ones; empty answers score 0."""
+
+from __future__ import annotations
+
+import pytest
+
+from evaluators.base import Example
+from evaluators.embeddings import load_embedding_model
+from evaluators.relevance import RelevanceEvaluator
+
+QUESTION = Example(
+    id="pw",
+    input="How do I reset my password?",
+    reference="Click 'Forgot password' on the login page and follow the link in the email.",
+)
+
+
+@pytest.fixture(scope="module")
+def relevance(minilm: object) -> RelevanceEvaluator:
+    return RelevanceEvaluator()
+
+
+def test_relevant_answer_beats_off_topic(relevance: RelevanceEvaluator) -> None:
+    on_topic, off_topic = relevance.score(
+        [QUESTION, QUESTION],
+        [
+            "Open the login page, choose Forgot password and use the emailed link.",
+            "The weather in Lisbon is sunny with a light breeze today.",
+        ],
+    )
+    assert on_topic["relevance"] > off_topic["relevance"] + 0.3
+    assert on_topic["relevance_reference"] > 0.8
+    assert off_topic["relevance_reference"] < 0.2
+
+
+def test_empty_output_scores_zero(relevance: RelevanceEvaluator) -> None:
+    assert relevance.score([QUESTION], ["   \n"]) == [
+        {"relevance": 0.0, "relevance_reference": 0.0}
+    ]
+
+
+def test_reference_metric_only_with_a_reference(relevance: RelevanceEvaluator) -> None:
+    (row,) = relevance.score([Example(id="q", input="Name a colour.")], ["Blue."])
+    assert set(row) == {"relevance"}
+
+
+def test_model_is_loaded_once_per_path_and_device(minilm: object) -> None:
+    assert load_embedding_model() is minilm
+    assert load_embedding_model(device="cpu") is minilm

@@ -1,0 +1,108 @@
+"""End to end through the API with real models: submit → evaluate → scores → decision."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+from fastapi.testclient import TestClient
+
+from service.worker.inprocess import InProcessWorker
+
+
+def _worker(client: TestClient) -> InProcessWorker:
+    app = client.app
+    return InProcessWorker(app.state.settings, app.state.sessionmaker)  # type: ignore[attr-defined]
+
+
+def test_candidate_is_evaluated_with_provenance_aggregates_and_decision(
+    client: TestClient,
+    auth: dict[str, str],
+    setup_family: Callable[..., dict[str, Any]],
+    submit: Callable[..., dict[str, Any]],
+    capitals_adapter: Path,
+) -> None:
+    setup = setup_family()
+    submitted = submit(capitals_adapter, lr=1e-2)
+    worker = _worker(client)
+    assert worker.run_pending() == 2  # the baseline and the candidate
+
+    ev = client.get(f"/v1/evaluations/{submitted['evaluation_id']}", headers=auth).json()
+    assert ev["status"] == "succeeded", ev["error"]
+    n = setup["dataset"]["n_examples"]
+    assert ev["progress"] == {"done": n, "total": n}
+    prov = ev["provenance"]
+    assert prov["dataset_digest"] == setup["dataset"]["digest"]
+    assert (
+        prov["candidate_digests"]["adapter_model.safetensors"]
+        == submitted["digests"]["adapter_model.safetensors"]
+    )
+    assert prov["base_model_digests"]["model.safetensors"]
+    assert prov["adapter_probe"]["max_abs_delta"] > 0
+    assert {"relevance", "hallucination", "collapse"} <= set(prov["evaluators"])
+    assert prov["dtype"] == "float32"
+    assert "torch" in prov["libraries"]
+
+    metrics = {(a["metric"], a["scope"], a["scope_value"]) for a in ev["aggregates"]}
+    assert ("relevance", "domain", "out") in metrics
+    assert ("token_f1", "cohort", "capitals") in metrics
+    assert ("perplexity_word", "model", "heldout") in metrics
+    ppl = next(a for a in ev["aggregates"] if a["metric"] == "perplexity_token")
+    assert ppl["mean"] > 1.0
+
+    results = client.get(
+        f"/v1/evaluations/{submitted['evaluation_id']}/results", headers=auth
+    ).json()
+    items = results["items"] if isinstance(results, dict) else results
+    assert len(items) == n
+    assert all("relevance" in row["scores"] for row in items)
+
+    assert ev["gate_decision_id"] is not None
+    decision = client.get(f"/v1/decisions/{ev['gate_decision_id']}", headers=auth).json()
+    assert decision["verdict"] in ("pass", "fail")
+    assert decision["baseline_evaluation_id"] == submitted["baseline_evaluation_id"]
+    assert {r["kind"] for r in decision["rules"]} >= {"no_regression", "perplexity_ratio"}
+    diff = client.get(f"/v1/decisions/{ev['gate_decision_id']}/diff?metric=relevance", headers=auth)
+    assert diff.status_code == 200
+    page = diff.json()
+    assert page["total"] == n
+    deltas = [item["delta"] for item in page["items"]]
+    assert deltas == sorted(deltas)  # most regressed first
+
+
+def test_same_weights_reuse_rows_and_other_weights_do_not(
+    client: TestClient,
+    auth: dict[str, str],
+    setup_family: Callable[..., dict[str, Any]],
+    submit: Callable[..., dict[str, Any]],
+    capitals_adapter: Path,
+    pirate_adapter: Path,
+) -> None:
+    setup_family()
+    first = submit(capitals_adapter, lr=1e-2, name="first")
+    worker = _worker(client)
+    worker.run_pending()
+    passes_after_first = worker.context.forward_passes
+    assert passes_after_first > 0
+
+    again = submit(capitals_adapter, lr=1e-2, name="again")
+    worker.run_pending()
+    assert worker.context.forward_passes == passes_after_first  # zero forward passes
+    ev = client.get(f"/v1/evaluations/{again['evaluation_id']}", headers=auth).json()
+    assert ev["status"] == "succeeded"
+    assert ev["provenance"]["reused_from"] == first["evaluation_id"]
+    rows_a = client.get(f"/v1/evaluations/{first['evaluation_id']}/results", headers=auth).json()
+    rows_b = client.get(f"/v1/evaluations/{again['evaluation_id']}/results", headers=auth).json()
+    items_a = rows_a["items"] if isinstance(rows_a, dict) else rows_a
+    items_b = rows_b["items"] if isinstance(rows_b, dict) else rows_b
+    assert [(r["example_id"], r["output"], r["scores"]) for r in items_a] == [
+        (r["example_id"], r["output"], r["scores"]) for r in items_b
+    ]
+
+    other = submit(pirate_adapter, lr=1e-2, name="other")
+    worker.run_pending()
+    assert worker.context.forward_passes > passes_after_first
+    ev = client.get(f"/v1/evaluations/{other['evaluation_id']}", headers=auth).json()
+    assert ev["status"] == "succeeded"
+    assert "reused_from" not in ev["provenance"]
