@@ -48,6 +48,16 @@ class Settings(BaseSettings):
     queue: Literal["inprocess", "celery", "none"] = "inprocess"
     broker_url: str = "redis://127.0.0.1:6379/0"
     worker_id: str | None = None
+    celery_queue: str = "tunegate"
+    visibility_timeout: int = Field(
+        default=43200, ge=60, description="Redis broker: seconds before an unacked task returns"
+    )
+    recovery_seconds: float | None = Field(
+        default=None, gt=0, description="Worker recovery sweep interval (default lease_seconds)"
+    )
+    torch_threads: int | None = Field(
+        default=None, ge=1, description="torch.set_num_threads for workers (default: torch's)"
+    )
     lease_seconds: int = Field(default=120, ge=5)
     heartbeat_seconds: float = Field(default=10.0, gt=0)
 

@@ -50,20 +50,28 @@ def _rows(sweep: Mapping[str, Any]) -> list[Mapping[str, Any]]:
     return sorted(rows, key=lambda r: float(r["learning_rate"]))
 
 
+def _no_data(ax: Any, what: str) -> None:
+    ax.text(0.5, 0.5, f"no {what}", transform=ax.transAxes, ha="center", color="#888888")
+
+
 def _metric_panel(ax: Any, rows: Sequence[Mapping[str, Any]], key: str, zero: float | None) -> None:
+    """One metric against the rate: ``o`` = gate passed, ``X`` = failed; colour = label."""
     for row in rows:
         lr = float(row["learning_rate"])
         colour = LABEL_COLOURS.get(str(row.get("label")), "#1f77b4")
+        marker = "o" if row.get("verdict") == "pass" else "X"
         value, low, high = _point(row, key)
         if value is None:
             continue
         if low is not None and high is not None:
             yerr = [[max(value - low, 0.0)], [max(high - value, 0.0)]]
-            ax.errorbar([lr], [value], yerr=yerr, fmt="o", color=colour, capsize=4)
+            ax.errorbar([lr], [value], yerr=yerr, fmt=marker, color=colour, capsize=4)
         else:
-            ax.plot([lr], [value], "o", color=colour)
+            ax.plot([lr], [value], marker, color=colour)
     points = [(float(r["learning_rate"]), _point(r, key)[0]) for r in rows]
     points = [(x, y) for x, y in points if y is not None]
+    if not points:
+        _no_data(ax, "data")
     if len(points) > 1:
         ax.plot(*zip(*points, strict=True), "-", color="#bbbbbb", zorder=0)
     if zero is not None:
@@ -79,6 +87,8 @@ def _collapse_panel(ax: Any, rows: Sequence[Mapping[str, Any]]) -> None:
     ax.set_ylim(bottom=0)
     if ax.get_legend_handles_labels()[0]:
         ax.legend(fontsize=7)
+    else:
+        _no_data(ax, "collapse threshold in the policy")
 
 
 def _loss_panel(ax: Any, rows: Sequence[Mapping[str, Any]]) -> None:
@@ -96,9 +106,11 @@ def _loss_panel(ax: Any, rows: Sequence[Mapping[str, Any]]) -> None:
             )
     ax.set_title("training loss", fontsize=9)
     ax.set_xlabel("step")
-    ax.set_yscale("log")
     if ax.get_legend_handles_labels()[0]:
+        ax.set_yscale("log")
         ax.legend(fontsize=7)
+    else:
+        _no_data(ax, "training logs submitted")
 
 
 def sweep_chart(sweep: Mapping[str, Any], path: Path) -> Path:
@@ -125,8 +137,12 @@ def sweep_chart(sweep: Mapping[str, Any], path: Path) -> Path:
             ax.axvline(recommended, color="#2ca02c", linestyle="--", linewidth=1)
     _loss_panel(flat[-1], rows)
     handles = [
-        Line2D([], [], marker="o", linestyle="", color=c, label=label)
+        Line2D([], [], marker="s", linestyle="", color=c, label=label)
         for label, c in LABEL_COLOURS.items()
+    ]
+    handles += [
+        Line2D([], [], marker=m, linestyle="", color="black", label=f"gate {v}")
+        for m, v in (("o", "pass"), ("X", "fail"))
     ]
     if recommended is not None:
         handles.append(

@@ -50,6 +50,18 @@ def _settings(out: Path) -> Any:
     )
 
 
+def _quiet_libraries() -> None:
+    """Keep the demo's output to its own progress: no per-load bars or library notices."""
+    import warnings
+
+    from transformers.utils import logging as hf_logging
+
+    hf_logging.set_verbosity_error()
+    hf_logging.disable_progress_bar()
+    warnings.filterwarnings("ignore", category=FutureWarning)
+    warnings.filterwarnings("ignore", category=DeprecationWarning)
+
+
 def _step(text: str) -> None:
     console.print(f"[bold cyan]▶[/] {text}", highlight=False)
 
@@ -162,6 +174,7 @@ def demo(
 
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
     os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+    _quiet_libraries()
     started = time.monotonic()
     plan = QUICK if quick else FULL
     out = (out or Path(tempfile.mkdtemp(prefix="tunegate-demo-"))).expanduser().resolve()

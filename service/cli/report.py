@@ -51,9 +51,19 @@ def interval(rule: Mapping[str, Any]) -> str:
 
 
 def rule_label(rule: Mapping[str, Any]) -> str:
+    """The rule id; with its scope when the id was named by hand (derived ids carry it)."""
     scope = rule.get("scope")
     rule_id = str(rule.get("rule_id", "?"))
-    return f"{rule_id} ({scope})" if scope and scope not in rule_id else rule_id
+    derived = rule_id.startswith(f"{rule.get('kind')}:")
+    return rule_id if derived or not scope else f"{rule_id} ({scope})"
+
+
+def delta(rule: Mapping[str, Any]) -> str:
+    """The oriented effect, or ``×ratio`` for a perplexity-ratio rule."""
+    ratio = rule.get("ratio")
+    if isinstance(ratio, int | float) and not isinstance(ratio, bool):
+        return f"×{fmt(ratio, 3)}"
+    return signed(rule.get("effect"))
 
 
 def verdict_table(decision: Mapping[str, Any]) -> Table:
@@ -74,7 +84,7 @@ def verdict_table(decision: Mapping[str, Any]) -> Table:
             rule_label(rule),
             fmt(rule.get("baseline_value")),
             fmt(rule.get("candidate_value")),
-            signed(rule.get("effect")),
+            delta(rule),
             interval(rule),
             f"[{_STYLE.get(verdict, 'white')}]{verdict}[/]",
         )
@@ -178,7 +188,7 @@ def markdown_summary(
             verdict_text = f"**{verdict_text}**"
         lines.append(
             f"| {_md(rule_label(rule))} | {fmt(rule.get('baseline_value'))} | "
-            f"{fmt(rule.get('candidate_value'))} | {signed(rule.get('effect'))} | "
+            f"{fmt(rule.get('candidate_value'))} | {delta(rule)} | "
             f"{interval(rule)} | {verdict_text} |"
         )
     diagnosis = diagnosis_lines(candidate)

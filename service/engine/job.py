@@ -59,6 +59,10 @@ class WorkerContext:
 
     def model_pool(self) -> ModelPool:
         if self.pool is None:
+            if self.settings.torch_threads:
+                import torch
+
+                torch.set_num_threads(self.settings.torch_threads)
             self.pool = ModelPool(
                 max_bases=self.settings.max_base_models, device=self.settings.device
             )

@@ -71,7 +71,7 @@ def _stamp(folder: Path) -> tuple[tuple[str, int, int], ...]:
     """Names, sizes and mtimes of a folder's files: a loaded base is re-inspected
     (and its 100s of MB re-hashed) only when this changes."""
     out = []
-    for dirpath, _dirs, names in os.walk(folder, followlinks=True):
+    for dirpath, _dirs, names in os.walk(folder):
         for name in names:
             st = os.stat(os.path.join(dirpath, name))
             out.append((os.path.join(dirpath, name), st.st_size, st.st_mtime_ns))

@@ -66,13 +66,9 @@ class QueueOptions:
     @classmethod
     def from_env(cls, settings: Settings) -> QueueOptions:
         return cls(
-            queue=os.environ.get("TUNEGATE_CELERY_QUEUE", DEFAULT_QUEUE),
-            visibility_timeout=int(
-                os.environ.get("TUNEGATE_VISIBILITY_TIMEOUT", DEFAULT_VISIBILITY_TIMEOUT)
-            ),
-            recovery_seconds=float(
-                os.environ.get("TUNEGATE_RECOVERY_SECONDS", settings.lease_seconds)
-            ),
+            queue=settings.celery_queue,
+            visibility_timeout=settings.visibility_timeout,
+            recovery_seconds=settings.recovery_seconds or float(settings.lease_seconds),
         )
 
 
@@ -98,6 +94,7 @@ def make_celery(settings: Settings, options: QueueOptions | None = None) -> Cele
         worker_enable_remote_control=False,
         worker_cancel_long_running_tasks_on_connection_loss=False,
         worker_hijack_root_logger=False,
+        worker_redirect_stdouts_level="INFO",  # progress bars are not warnings
         broker_transport_options=transport,
         broker_connection_retry_on_startup=True,
         # AMQP heartbeats are sent from the worker's event loop, which the solo
@@ -174,7 +171,7 @@ def evaluate(evaluation_id: int) -> str | None:
 
 def worker_command(
     loglevel: str = typer.Option("info", "--loglevel", "-l", help="Celery log level"),
-    queue: str = typer.Option(
+    queue: str | None = typer.Option(
         None, "--queue", "-Q", help="Queue to consume (default TUNEGATE_CELERY_QUEUE, tunegate)"
     ),
 ) -> None:
@@ -211,7 +208,8 @@ def worker_command(
     )
     recovery.start()
     try:
-        code = app.worker_main(
+        # app.start, unlike app.worker_main, returns the worker's exit code
+        code = app.start(
             [
                 "worker",
                 f"--loglevel={loglevel}",

@@ -16,6 +16,7 @@ import pytest
 
 from service.cli.embedded import EmbeddedServer
 from service.settings import Settings
+from tests.adapters import trained_adapter
 from tests.models import tiny_llama_dir
 
 TUNEGATE = str(Path(sys.executable).with_name("tunegate"))
@@ -38,13 +39,13 @@ TICKETS = (
 )
 REFERENCES = ("Paris.", "Blue.", "Four.", "Honey.", "Four.", "A dog.")
 
-# Relative rules only: the tiny random Llama answers gibberish, so absolute thresholds would
-# judge the model, not the change. An identical candidate passes; one that answers nothing
-# regresses on empty_output against the baseline.
+# Relative rules only: the tiny random Llama answers nothing useful (its greedy answers decode
+# to empty text), so absolute thresholds would judge the model, not the change. An identical
+# candidate passes; an adapter that loops ("ho ho ho ...") regresses on repetition.
 TEST_POLICY = """
 rules:
   - kind: no_regression
-    metric: empty_output
+    metric: repetition
     tolerance: 0.1
   - kind: no_regression
     metric: token_f1
@@ -56,7 +57,7 @@ rules:
 
 
 def dataset_jsonl() -> str:
-    lines: list[dict[str, object]] = [{"generation": {"max_new_tokens": 8, "chat_template": True}}]
+    lines: list[dict[str, object]] = [{"generation": {"max_new_tokens": 12, "chat_template": True}}]
     lines += [
         {"id": f"t{i}", "input": t, "reference": "Queue: billing", "domain": "in"}
         for i, t in enumerate(TICKETS)
@@ -131,4 +132,24 @@ def full_copy(live_server: LiveServer) -> Path:
     target = live_server.checkpoints / "tiny-copy"
     if not target.exists():
         shutil.copytree(live_server.tiny, target)
+    return target
+
+
+ALL_LINEAR = ("q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj")
+
+
+@pytest.fixture(scope="module")
+def looping_adapter(live_server: LiveServer) -> Path:
+    """A real LoRA trained hard to answer every prompt with "ho ho ho ...": a collapse."""
+    trained = trained_adapter(
+        "tiny",
+        "looping",
+        lr=2e-2,
+        steps=40,
+        data=[(q, "ho " * 12) for q in QUESTIONS + TICKETS],
+        target_modules=ALL_LINEAR,
+    )
+    target = live_server.checkpoints / "looping"
+    if not target.exists():
+        shutil.copytree(trained, target)
     return target

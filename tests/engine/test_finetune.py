@@ -16,7 +16,8 @@ from tests.adapters import CAPITALS
 
 
 def weights(folder: Path) -> dict[str, torch.Tensor]:
-    return load_file(str(folder / "adapter_model.safetensors"))
+    tensors: dict[str, torch.Tensor] = load_file(str(folder / "adapter_model.safetensors"))
+    return tensors
 
 
 def log_lines(path: Path) -> list[dict[str, float]]:

@@ -8,18 +8,18 @@ from service.checkpoints import check_adapter_matches_base, inspect_checkpoint, 
 from service.engine.generation import generate
 from service.engine.loading import ModelPool
 from service.engine.probe import assert_adapter_changes_model
+from tests import models
 from tests.adapters import PIRATE, trained_adapter
-from tests.models import smollm2_dir, test_cache_dir
 
 PROMPTS = ["What is the capital of France?", "Name a colour.", "What is 2+2?", "Say hello."]
 
 
 @pytest.mark.slow
 def test_base_and_two_adapters_on_one_load() -> None:
-    base_dir = smollm2_dir()
+    base_dir = models.smollm2_dir()
     adapter_a = trained_adapter("smollm2", "capitals", lr=2e-3, steps=5)
     adapter_b = trained_adapter("smollm2", "pirate", lr=2e-3, steps=5, data=PIRATE)
-    info = inspect_checkpoint(adapter_b, [test_cache_dir()], kind="lora")
+    info = inspect_checkpoint(adapter_b, [models.test_cache_dir()], kind="lora")
     check_adapter_matches_base(
         info, tensor_shapes(base_dir), base_names=["HuggingFaceTB/SmolLM2-135M-Instruct"]
     )

@@ -80,7 +80,7 @@ def purge_queue(queue: str) -> None:
     import redis
 
     client = redis.Redis.from_url(REDIS_URL)
-    client.delete(queue, f"_kombu.binding.{queue}")
+    client.delete(queue, f"_kombu.binding.{queue}", f"_kombu.binding_permanent.{queue}")
     for tag, raw in client.hscan_iter("unacked"):
         try:
             routing_key = json.loads(raw)[2]

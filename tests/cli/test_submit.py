@@ -1,0 +1,149 @@
+"""``tunegate submit --wait`` through the installed entry point against a live server."""
+
+from __future__ import annotations
+
+import json
+import xml.etree.ElementTree as ET
+from pathlib import Path
+
+from service.cli.embedded import free_port
+from tests.cli.conftest import LiveServer, run_cli
+
+N_RULES = 3  # TEST_POLICY
+
+
+def _submit(live: LiveServer, checkpoint: Path, *extra: str) -> tuple[int, str, str]:
+    result = run_cli(
+        "submit",
+        str(checkpoint),
+        "--family",
+        "tiny",
+        "--lr",
+        "1e-4",
+        "--dataset",
+        "ds",
+        "--wait",
+        "--timeout",
+        "500",
+        *extra,
+        env=live.env(),
+    )
+    return result.returncode, result.stdout, result.stderr
+
+
+def test_unchanged_model_passes_with_exit_0(
+    live_server: LiveServer, full_copy: Path, tmp_path: Path
+) -> None:
+    junit, summary = tmp_path / "out" / "gate.xml", tmp_path / "summary.md"
+    code, out, err = _submit(
+        live_server, full_copy, "--kind", "full", "--junit", str(junit), "--summary", str(summary)
+    )
+    assert code == 0, out + err
+    assert "pass" in out
+    suite = ET.parse(junit).getroot().find("testsuite")
+    assert suite is not None
+    assert suite.get("tests") == str(N_RULES)
+    assert suite.get("failures") == "0"
+    assert len(suite.findall("testcase")) == N_RULES
+    assert not suite.findall("testcase/failure")
+    text = summary.read_text()
+    assert "✅ pass" in text
+    assert "| rule | baseline | candidate | delta | interval | verdict |" in text
+
+
+def test_looping_adapter_is_a_regression_with_exit_1(
+    live_server: LiveServer, looping_adapter: Path, tmp_path: Path
+) -> None:
+    junit, summary = tmp_path / "gate.xml", tmp_path / "summary.md"
+    summary.write_text("earlier step\n")
+    code, out, err = _submit(
+        live_server,
+        looping_adapter,
+        "--sweep",
+        "s1",
+        "--junit",
+        str(junit),
+        "--summary",
+        str(summary),
+        "--tag",
+        "team=cli",
+    )
+    assert code == 1, out + err
+    suite = ET.parse(junit).getroot().find("testsuite")
+    assert suite is not None
+    failures = suite.findall("testcase/failure")
+    assert suite.get("failures") == str(len(failures)) != "0"
+    failed = {
+        case.get("name") for case in suite.findall("testcase") if case.find("failure") is not None
+    }
+    assert any(name and name.startswith("no_regression:repetition") for name in failed)
+    text = summary.read_text()
+    assert text.startswith("earlier step\n")  # appended, as $GITHUB_STEP_SUMMARY expects
+    assert "❌ fail" in text
+    assert "**fail**" in text
+
+
+def test_json_output_carries_the_decision(live_server: LiveServer, full_copy: Path) -> None:
+    code, out, _ = _submit(live_server, full_copy, "--kind", "full", "--json")
+    assert code == 0
+    data = json.loads(out)
+    assert data["exit_code"] == 0
+    assert data["decision"]["verdict"] == "pass"
+    assert len(data["decision"]["rules"]) == N_RULES
+    assert data["evaluation"]["status"] == "succeeded"
+
+
+def test_bad_path_is_an_error_with_exit_2(live_server: LiveServer, tmp_path: Path) -> None:
+    code, out, err = _submit(live_server, tmp_path / "no-such-checkpoint")
+    assert code == 2
+    assert "CheckpointRejected" in err
+    assert "does not exist" in err
+    assert "Traceback" not in err + out
+    assert len(err.strip().splitlines()) == 1
+
+
+def test_unreachable_server_is_an_error_with_exit_2(
+    live_server: LiveServer, full_copy: Path
+) -> None:
+    url = f"http://127.0.0.1:{free_port()}"
+    result = run_cli(
+        "submit",
+        str(full_copy),
+        "--family",
+        "tiny",
+        "--lr",
+        "1e-4",
+        "--dataset",
+        "ds",
+        "--wait",
+        "--url",
+        url,
+        env=live_server.env(),
+    )
+    assert result.returncode == 2
+    assert f"cannot reach the tunegate server at {url}" in result.stderr
+    assert "Traceback" not in result.stderr
+    assert len(result.stderr.strip().splitlines()) == 1
+
+
+def test_submit_without_wait_queues_and_exits_0(live_server: LiveServer, full_copy: Path) -> None:
+    result = run_cli(
+        "submit",
+        str(full_copy),
+        "--family",
+        "tiny",
+        "--lr",
+        "3e-4",
+        "--dataset",
+        "ds",
+        "--json",
+        env=live_server.env(),
+    )
+    assert result.returncode == 0, result.stderr
+    candidate = json.loads(result.stdout)["candidate"]
+    assert candidate["evaluation_id"] is not None
+    shown = run_cli(
+        "eval", "show", str(candidate["evaluation_id"]), "--json", env=live_server.env()
+    )
+    assert shown.returncode == 0
+    assert json.loads(shown.stdout)["id"] == candidate["evaluation_id"]

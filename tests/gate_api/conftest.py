@@ -1,0 +1,202 @@
+"""Fixtures for the gate API tests: a tiny-Llama family, a small dataset, real adapters.
+
+The dataset, family and adapter helpers follow ``tests/jobs/conftest.py``; the base
+model's own folder is also a checkpoint root, so the base can be submitted as a
+``full`` candidate (the noise control). One set of evaluators is shared by every
+worker of the session: their models are loaded once, not once per test.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import pytest
+from fastapi.testclient import TestClient
+
+from service.engine.scoring import EvaluatorSet
+from service.settings import Settings
+from service.worker.inprocess import InProcessWorker
+from tests.adapters import PIRATE, trained_adapter
+from tests.models import test_cache_dir, tiny_llama_dir
+
+QUESTIONS = [
+    ("What is the capital of France?", "Paris.", "in"),
+    ("What is the capital of Italy?", "Rome.", "in"),
+    ("What is the capital of Japan?", "Tokyo.", "in"),
+    ("What is the capital of Spain?", "Madrid.", "in"),
+    ("What colour is the sky on a clear day?", "Blue.", "out"),
+    ("How many legs does a spider have?", "Eight.", "out"),
+    ("What do bees make?", "Honey.", "out"),
+    ("What is two plus two?", "Four.", "out"),
+]
+DATASET = "qa"
+
+COMPARATIVE_RULES: list[dict[str, Any]] = [
+    {"kind": "no_regression", "metric": "relevance", "domain": "in", "tolerance": 0.03},
+    {"kind": "no_regression", "metric": "relevance", "domain": "out", "tolerance": 0.03},
+    {"kind": "no_regression", "metric": "hallucination", "domain": "in", "tolerance": 0.05},
+    {"kind": "no_regression", "metric": "hallucination", "domain": "out", "tolerance": 0.05},
+    {"kind": "out_of_domain_delta", "metric": "relevance_reference", "tolerance": 0.03},
+    {"kind": "perplexity_ratio", "metric": "perplexity_word", "max_ratio": 1.10},
+]
+"""The shipped policy's comparative rules, without its absolute collapse thresholds: the
+random tiny Llama answers every prompt with an empty string, so it fails those itself."""
+COMPARATIVE_POLICY: dict[str, Any] = {"rules": COMPARATIVE_RULES}
+NO_MORE_REPETITION: dict[str, Any] = {
+    "kind": "no_regression",
+    "metric": "repetition",
+    "domain": "all",
+    "tolerance": 0.1,
+}
+"""Fails a candidate that loops (the pirate adapter answers "KB KB KB KB KB KB")."""
+
+
+def dataset_jsonl(max_new_tokens: int = 6) -> str:
+    """Eight questions (four in-domain capitals, four out-of-domain), one JSON task, held-out text."""
+    lines: list[dict[str, Any]] = [
+        {"generation": {"max_new_tokens": max_new_tokens, "chat_template": True}}
+    ]
+    for i, (q, a, domain) in enumerate(QUESTIONS):
+        lines.append(
+            {
+                "id": f"q{i}",
+                "input": q,
+                "reference": a,
+                "context": f"Fact: {a}",
+                "domain": domain,
+                "cohort": "capitals" if domain == "in" else "general",
+            }
+        )
+    lines.append(
+        {
+            "id": "json-1",
+            "input": 'Reply with JSON {"ok": true}.',
+            "json_schema": {"type": "object", "required": ["ok"]},
+            "cohort": "json",
+        }
+    )
+    lines.append({"heldout": "The quick brown fox jumps over the lazy dog. " * 4})
+    return "\n".join(json.dumps(line) for line in lines) + "\n"
+
+
+@pytest.fixture(scope="session")
+def tiny_base() -> Path:
+    return tiny_llama_dir()
+
+
+@pytest.fixture(scope="session")
+def adapters_root() -> Path:
+    root = test_cache_dir() / "adapters"
+    root.mkdir(parents=True, exist_ok=True)
+    return root
+
+
+@pytest.fixture(scope="session")
+def capitals_adapter(adapters_root: Path) -> Path:
+    return trained_adapter("tiny", "capitals", lr=1e-2, steps=5)
+
+
+@pytest.fixture(scope="session")
+def pirate_adapter(adapters_root: Path) -> Path:
+    return trained_adapter("tiny", "pirate", lr=1e-2, steps=5, data=PIRATE)
+
+
+@pytest.fixture(scope="session")
+def sweep_adapters(adapters_root: Path, pirate_adapter: Path) -> dict[float, Path]:
+    """One sweep, learning rate → adapter (each folder holds its ``training_log.jsonl``).
+
+    Two capitals runs (1e-4: nothing learnt; 3e-3) and the pirate run at 1e-2, which
+    learnt to loop: the sweep shows an underfit and a collapsed candidate.
+    """
+    return {
+        1e-4: trained_adapter("tiny", "sweep-0.0001", lr=1e-4, steps=6),
+        3e-3: trained_adapter("tiny", "sweep-0.003", lr=3e-3, steps=6),
+        1e-2: pirate_adapter,
+    }
+
+
+@pytest.fixture
+def settings(tmp_path: Path, db_url: str, tiny_base: Path, adapters_root: Path) -> Settings:
+    """Adapters and the base model's own folder are checkpoint roots (base as a full model)."""
+    return Settings(
+        data_dir=tmp_path / "data",
+        database_url=db_url,
+        checkpoint_roots=[adapters_root, tiny_base.parent],
+        model_roots=[tiny_base.parent],
+        queue="none",
+        chunk_size=16,
+        batch_size=16,
+    )
+
+
+_EVALUATORS: dict[tuple[str, ...], EvaluatorSet] = {}
+
+
+@pytest.fixture
+def run_worker(client: TestClient) -> Callable[[], int]:
+    """Run every queued evaluation now (synchronously); returns how many ran."""
+    app = client.app
+    worker = InProcessWorker(app.state.settings, app.state.sessionmaker)  # type: ignore[attr-defined]
+    worker.context.evaluator_sets = _EVALUATORS
+    return worker.run_pending
+
+
+@pytest.fixture
+def make_family(
+    client: TestClient, auth: dict[str, str], tiny_base: Path
+) -> Callable[..., dict[str, Any]]:
+    """Push the dataset (same content: same version) and create a family on the tiny Llama."""
+
+    def make(name: str = "tiny", policy: dict[str, Any] | None = None) -> dict[str, Any]:
+        pushed = client.post(
+            f"/v1/datasets/{DATASET}/versions",
+            content=dataset_jsonl(),
+            headers={**auth, "Content-Type": "application/x-ndjson"},
+        )
+        assert pushed.status_code in (200, 201), pushed.text
+        body: dict[str, Any] = {"name": name, "base_model": str(tiny_base)}
+        if policy is not None:
+            body["policy"] = policy
+        family = client.post("/v1/families", json=body, headers=auth)
+        assert family.status_code == 201, family.text
+        return {"dataset": pushed.json(), "family": family.json()}
+
+    return make
+
+
+@pytest.fixture
+def submit(client: TestClient, auth: dict[str, str]) -> Callable[..., dict[str, Any]]:
+    """Register a checkpoint and queue its evaluation on the dataset; returns the response."""
+
+    def post(
+        checkpoint: Path, *, family: str = "tiny", lr: float = 1e-4, **kw: Any
+    ) -> dict[str, Any]:
+        body = {
+            "family": family,
+            "checkpoint": str(checkpoint),
+            "kind": "lora",
+            "learning_rate": lr,
+            "evaluate": True,
+            "dataset": DATASET,
+            **kw,
+        }
+        response = client.post("/v1/candidates", json=body, headers=auth)
+        assert response.status_code == 201, response.text
+        return dict(response.json())
+
+    return post
+
+
+@pytest.fixture
+def get(client: TestClient, auth: dict[str, str]) -> Callable[[str], Any]:
+    """GET a path with the admin token; asserts 200 and returns the JSON body."""
+
+    def fetch(path: str) -> Any:
+        response = client.get(path, headers=auth)
+        assert response.status_code == 200, response.text
+        return response.json()
+
+    return fetch

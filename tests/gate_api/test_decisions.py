@@ -1,0 +1,184 @@
+"""Gate decisions through the API on real tiny models: noise control, failing rules, diffs."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+from fastapi.testclient import TestClient
+
+from tests.gate_api.conftest import COMPARATIVE_POLICY, COMPARATIVE_RULES, NO_MORE_REPETITION
+
+COMPARATIVE_KINDS = {"no_regression", "out_of_domain_delta", "perplexity_ratio", "min_improvement"}
+FAILING = ("fail", "inconclusive_fail")
+COMPARATIVE_IDS = [
+    "no_regression:relevance:in",
+    "no_regression:relevance:out",
+    "no_regression:hallucination:in",
+    "no_regression:hallucination:out",
+    "out_of_domain_delta:relevance_reference:out",
+    "perplexity_ratio:perplexity_word",
+]
+
+
+def _decision_of(get: Callable[[str], Any], evaluation_id: int) -> dict[str, Any]:
+    evaluation = get(f"/v1/evaluations/{evaluation_id}")
+    assert evaluation["status"] == "succeeded", evaluation["error"]
+    assert evaluation["gate_decision_id"] is not None, "the job did not decide after success"
+    decision: dict[str, Any] = get(f"/v1/decisions/{evaluation['gate_decision_id']}")
+    assert get(f"/v1/decisions?evaluation_id={evaluation_id}")["id"] == decision["id"]
+    return decision
+
+
+def _failing(decision: dict[str, Any]) -> dict[str, dict[str, Any]]:
+    return {r["rule_id"]: r for r in decision["rules"] if r["verdict"] in FAILING}
+
+
+def test_base_model_as_its_own_candidate_passes_with_zero_effects(
+    make_family: Callable[..., dict[str, Any]],
+    submit: Callable[..., dict[str, Any]],
+    run_worker: Callable[[], int],
+    get: Callable[[str], Any],
+    tiny_base: Path,
+    capitals_adapter: Path,
+) -> None:
+    make_family("noise", policy=COMPARATIVE_POLICY)
+    make_family("shipped")  # the default policy
+    same = submit(tiny_base, family="noise", kind="full", name="base-again")
+    same_default = submit(tiny_base, family="shipped", kind="full", name="base-again")
+    first = submit(capitals_adapter, family="shipped", lr=1e-2, name="first")
+    again = submit(capitals_adapter, family="shipped", lr=1e-2, name="again")
+    # base + full for "noise"; the same two for "shipped" and the second adapter come from the
+    # cache: 3 model runs, 6 evaluations
+    assert run_worker() == 6
+
+    decision = _decision_of(get, same["evaluation_id"])
+    assert decision["verdict"] == "pass", decision["summary"]
+    assert decision["baseline_evaluation_id"] == same["baseline_evaluation_id"]
+    assert [r["rule_id"] for r in decision["rules"]] == COMPARATIVE_IDS
+    for rule in decision["rules"]:
+        assert rule["verdict"] == "pass", rule
+        assert rule["effect"] == 0.0, rule
+        assert rule["candidate_value"] == rule["baseline_value"], rule
+        if rule["kind"] == "perplexity_ratio":
+            assert rule["ratio"] == 1.0
+        else:
+            assert rule["n"] > 0
+            assert (rule["ci_low"], rule["ci_high"]) == (0.0, 0.0), rule
+
+    # Under the shipped policy the same model fails only absolute thresholds that the
+    # baseline itself violates (the random tiny Llama answers with empty strings).
+    shipped = _decision_of(get, same_default["evaluation_id"])
+    for rule in shipped["rules"]:
+        if rule["kind"] in COMPARATIVE_KINDS:
+            assert rule["verdict"] == "pass" and rule["effect"] == 0.0, rule
+    failing = _failing(shipped)
+    assert failing, "expected the empty-output threshold to fail on the random tiny model"
+    for rule in failing.values():
+        assert rule["kind"] == "threshold"
+        assert rule["baseline_value"] == rule["candidate_value"]
+
+    reused = get(f"/v1/evaluations/{again['evaluation_id']}")
+    assert reused["reused_from_id"] == first["evaluation_id"]
+    one, two = _decision_of(get, first["evaluation_id"]), _decision_of(get, again["evaluation_id"])
+    assert one["id"] != two["id"]
+    assert two["verdict"] == one["verdict"]
+    assert two["rules"] == one["rules"]
+    assert set(_failing(two)) <= set(_failing(one))
+
+
+def test_failing_rule_is_named_with_its_evidence_and_its_examples_diff(
+    client: TestClient,
+    auth: dict[str, str],
+    make_family: Callable[..., dict[str, Any]],
+    submit: Callable[..., dict[str, Any]],
+    run_worker: Callable[[], int],
+    get: Callable[[str], Any],
+    pirate_adapter: Path,
+) -> None:
+    policy = {"rules": [*COMPARATIVE_RULES, NO_MORE_REPETITION]}
+    setup = make_family("strict", policy=policy)
+    pirate = submit(pirate_adapter, family="strict", lr=1e-2)
+    assert run_worker() == 2
+    decision = _decision_of(get, pirate["evaluation_id"])
+
+    assert decision["verdict"] == "fail"
+    assert decision["policy_version"] == 1
+    failing = _failing(decision)
+    rule = failing["no_regression:repetition:all"]
+    assert rule["verdict"] == "fail"  # significant, not merely inconclusive
+    assert rule["candidate_value"] > rule["baseline_value"]  # it really loops
+    assert rule["effect"] < -rule["tolerance"]  # oriented: lower repetition is better
+    assert rule["ci_low"] <= rule["effect"] <= rule["ci_high"] < 0
+    assert 0.0 <= rule["p_value"] < 0.05
+    assert rule["n"] == setup["dataset"]["n_examples"]
+    assert "no_regression:repetition:all" in decision["summary"]
+    results = get(f"/v1/evaluations/{pirate['evaluation_id']}/results?limit=100")
+    outputs = {row["example_key"]: row["output"] for row in results["items"]}
+    assert all(output.strip() for output in outputs.values())
+
+    _check_diffs(client, auth, get, decision["id"], setup["dataset"]["n_examples"], outputs)
+
+
+def _check_diffs(
+    client: TestClient,
+    auth: dict[str, str],
+    get: Callable[[str], Any],
+    decision_id: int,
+    n_examples: int,
+    outputs: dict[str, str],
+) -> None:
+    url = f"/v1/decisions/{decision_id}/diff"
+    every = get(f"{url}?limit=500")
+    assert every["decision_id"] == decision_id
+    assert every["total"] == len(every["items"]) > n_examples  # several metrics per example
+    keys = [(i["delta"], i["metric"], i["example_id"]) for i in every["items"]]
+    assert keys == sorted(keys)  # most regressed first
+    assert every["items"][0]["delta"] < 0
+
+    pages = [get(f"{url}?offset={offset}&limit=7") for offset in range(0, every["total"], 7)]
+    assert all(p["total"] == every["total"] and p["limit"] == 7 for p in pages)
+    assert [i for p in pages for i in p["items"]] == every["items"]
+    assert get(f"{url}?offset={every['total']}")["items"] == []
+
+    relevance = get(f"{url}?metric=relevance")
+    assert relevance["total"] == n_examples
+    assert {i["metric"] for i in relevance["items"]} == {"relevance"}
+    for item in relevance["items"]:
+        assert item["delta"] == item["candidate_score"] - item["baseline_score"]
+        assert item["candidate_output"] == outputs[item["example_id"]]
+    repetition = get(f"{url}?metric=repetition")["items"]
+    assert repetition and all(
+        i["delta"] == -(i["candidate_score"] - i["baseline_score"]) < 0 for i in repetition
+    )
+
+    out = get(f"{url}?metric=relevance&domain=out")
+    assert out["total"] == 4 and {i["domain"] for i in out["items"]} == {"out"}
+    capitals = get(f"{url}?cohort=capitals&limit=500")
+    assert {i["cohort"] for i in capitals["items"]} == {"capitals"}
+    assert {i["example_id"] for i in capitals["items"]} == {"q0", "q1", "q2", "q3"}
+    assert capitals["total"] == sum(i["cohort"] == "capitals" for i in every["items"])
+    assert get(f"{url}?metric=no-such-metric")["total"] == 0
+
+    for bad in ("domain=sideways", "limit=0", "offset=-1"):
+        response = client.get(f"{url}?{bad}", headers=auth)
+        assert response.status_code == 422, bad
+        assert response.json()["error"] == "ValidationError"
+
+
+def test_unknown_decision_and_evaluation_are_json_404s(
+    client: TestClient, auth: dict[str, str], token_for: Callable[[str], str]
+) -> None:
+    for path, error in (
+        ("/v1/decisions/9999", "DecisionNotFound"),
+        ("/v1/decisions/9999/diff", "DecisionNotFound"),
+        ("/v1/decisions?evaluation_id=9999", "EvaluationNotFound"),
+    ):
+        response = client.get(path, headers=auth)
+        assert response.status_code == 404, path
+        body = response.json()
+        assert body["error"] == error and "9999" in body["detail"]
+    assert client.get("/v1/decisions/1").status_code == 401
+    read = {"Authorization": f"Bearer {token_for('read')}"}
+    assert client.get("/v1/decisions/9999", headers=read).status_code == 404
