@@ -13,3 +13,11 @@ def test_unknown_route_is_json_error(client: TestClient) -> None:
     response = client.get("/v1/nothing-here")
     assert response.status_code == 404
     assert response.json()["error"] == "NotFound"
+
+
+def test_dashboard_page_is_served_and_reads_the_api(client: TestClient) -> None:
+    response = client.get("/dashboard")
+    assert response.status_code == 200
+    assert "text/html" in response.headers["content-type"]
+    assert "/v1/sweeps/" in response.text
+    assert client.get("/", follow_redirects=False).headers["location"] == "/dashboard"

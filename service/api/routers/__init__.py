@@ -4,6 +4,7 @@ from fastapi import APIRouter
 
 from service.api.routers import (
     candidates,
+    dashboard,
     datasets,
     decisions,
     evaluations,
@@ -26,4 +27,5 @@ ROUTERS: list[APIRouter] = [
     promote.router,
     decisions.router,
     sweeps.router,
+    dashboard.router,
 ]
