@@ -2,7 +2,9 @@
 
 Promoting candidate C to alias A (default ``production``) of family F needs a
 ``pass`` decision of C's evaluation against the candidate A points to now (the
-family's base model when A is not set yet). An ``admin`` may override a missing or
+family's base model when A is not set yet), under F's *current* policy: a pass
+under an older, looser policy is re-judged first, so tightening the policy also
+closes the door on candidates already decided. An ``admin`` may override a missing or
 failing decision with a written reason. Every move is recorded: who, when, from,
 to, decision id, reason, whether it was an override.
 """
@@ -22,6 +24,7 @@ from service.errors import (
     InvalidRequest,
     PermissionDenied,
 )
+from service.gate.service import decide_evaluation, family_policy
 
 PRODUCTION = "production"
 
@@ -64,6 +67,21 @@ def passing_decision(session: Session, candidate_id: int, against_id: int) -> Ga
     ).first()
 
 
+def current_decision(
+    session: Session, family: Family, candidate_id: int, against_id: int
+) -> GateDecision | None:
+    """The candidate's decision against ``against_id`` under the family's current policy.
+
+    When the newest decision was taken under an older policy version, the same pair of
+    evaluations is judged again (and stored) under the current one. None when the
+    candidate was never decided against ``against_id``.
+    """
+    decision = passing_decision(session, candidate_id, against_id)
+    if decision is None or decision.policy_id == family_policy(session, family.id).id:
+        return decision
+    return decide_evaluation(session, session.get_one(Evaluation, decision.candidate_evaluation_id))
+
+
 def promote(
     session: Session,
     *,
@@ -82,7 +100,7 @@ def promote(
     current = current_target(session, family, alias)
     if current.id == candidate.id:
         raise InvalidRequest(f"alias {alias!r} already points to candidate {candidate.id}")
-    decision = passing_decision(session, candidate.id, current.id)
+    decision = current_decision(session, family, candidate.id, current.id)
     passed = decision is not None and decision.verdict == "pass"
     if not passed:
         why = (

@@ -78,7 +78,7 @@ def _is_out_of_domain_rule(rule: RuleResult) -> bool:
 def _collapse_reason(decision: Decision, signals: CollapseSignals) -> str | None:
     for rule in decision.rules:
         if rule.kind == "threshold" and rule.metric in COLLAPSE_METRICS and rule.verdict == "fail":
-            return f"collapse threshold failed: {rule.message}"
+            return f"collapse threshold {rule.metric} failed: {rule.message}"
     max_ratio = next(
         (r.tolerance for r in decision.rules if r.kind == "perplexity_ratio" and r.tolerance),
         DEFAULT_MAX_RATIO,

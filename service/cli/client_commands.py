@@ -9,90 +9,27 @@ server unreachable, evaluation failed, timeout).
 
 from __future__ import annotations
 
-import json
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from collections.abc import Callable
 from pathlib import Path
 from typing import Annotated, Any
 
 import typer
-from rich.console import Console
 from rich.table import Table
 
-from service.cli import report
-from service.cli.client import ClientError, TunegateClient
-from service.cli.submission import CandidateRequest, submit_candidate, wait_for_decision
-from service.cli.waiting import ProgressView, submit_exit_code
-
-EXIT_PASS, EXIT_FAIL, EXIT_ERROR = 0, 1, 2
-
-out = Console()
-err = Console(stderr=True)
-
-UrlOpt = Annotated[
-    str | None, typer.Option("--url", help="Server URL (TUNEGATE_URL; http://127.0.0.1:8080)")
-]
-TokenOpt = Annotated[
-    str | None,
-    typer.Option("--token", help="Bearer token (TUNEGATE_TOKEN; else the local admin token)"),
-]
-JsonOpt = Annotated[bool, typer.Option("--json", help="Machine-readable JSON on stdout")]
-DebugOpt = Annotated[bool, typer.Option("--debug", help="Show tracebacks")]
-
-
-@contextmanager
-def session(url: str | None, token: str | None, debug: bool) -> Iterator[TunegateClient]:
-    """A client whose failures end the command with one line on stderr and exit code 2."""
-    try:
-        with TunegateClient(url, token) as client:
-            yield client
-    except (typer.Exit, typer.Abort):
-        raise
-    except ClientError as exc:
-        if debug:
-            raise
-        err.print(f"[red]error:[/red] {exc.line()}", highlight=False, soft_wrap=True)
-        raise typer.Exit(EXIT_ERROR) from None
-    except OSError as exc:
-        if debug:
-            raise
-        err.print(f"[red]error:[/red] {exc}", highlight=False, soft_wrap=True)
-        raise typer.Exit(EXIT_ERROR) from None
-    except Exception as exc:
-        if debug:
-            raise
-        err.print(
-            f"[red]error:[/red] unexpected {type(exc).__name__}: {exc} "
-            "— rerun with --debug for the traceback",
-            highlight=False,
-            soft_wrap=True,
-        )
-        raise typer.Exit(EXIT_ERROR) from None
-
-
-def emit(as_json: bool, data: Any, human: Callable[[], None]) -> None:
-    if as_json:
-        typer.echo(json.dumps(data, indent=2, default=str))
-    else:
-        human()
-
-
-def read_file(path: Path, what: str) -> str:
-    try:
-        return path.read_text(encoding="utf-8")
-    except OSError as exc:
-        raise ClientError(f"cannot read the {what}", f"{path}: {exc.strerror}") from exc
-
-
-def parse_tags(tags: list[str]) -> dict[str, str]:
-    parsed: dict[str, str] = {}
-    for tag in tags:
-        key, sep, value = tag.partition("=")
-        if not sep or not key:
-            raise ClientError("bad --tag", f"{tag!r} is not key=value", "write --tag team=search")
-        parsed[key] = value
-    return parsed
-
+from service.cli.client import ClientError
+from service.cli.options import (
+    EXIT_FAIL,
+    DebugOpt,
+    JsonOpt,
+    TokenOpt,
+    UrlOpt,
+    emit,
+    err,
+    out,
+    read_file,
+    session,
+)
+from service.cli.submit_command import submit
 
 # --- dataset / family ------------------------------------------------------------------------
 
@@ -174,136 +111,6 @@ def family_show(
         emit(as_json, family, lambda: out.print_json(data=family))
 
 
-# --- submit ------------------------------------------------------------------------------
-
-
-def submit(
-    checkpoint: Annotated[Path, typer.Argument(help="Checkpoint folder (LoRA adapter or full)")],
-    family: Annotated[str, typer.Option("--family", help="Family name")],
-    lr: Annotated[float, typer.Option("--lr", help="Learning rate it was trained with")],
-    sweep: Annotated[str | None, typer.Option(help="Sweep name")] = None,
-    kind: Annotated[str | None, typer.Option(help="lora | full (default: detected)")] = None,
-    dataset: Annotated[
-        str | None, typer.Option(help="Eval dataset NAME[@VERSION] (VERSION default latest)")
-    ] = None,
-    training_log: Annotated[
-        Path | None, typer.Option(help="trainer_state.json or step JSONL")
-    ] = None,
-    tag: Annotated[list[str] | None, typer.Option(help="key=value (repeatable)")] = None,
-    name: Annotated[str | None, typer.Option(help="A display name")] = None,
-    upload: Annotated[
-        bool | None,
-        typer.Option(
-            "--upload/--no-upload",
-            help="Upload the folder (default: only when the server cannot see the path)",
-        ),
-    ] = None,
-    wait: Annotated[bool, typer.Option(help="Wait for the gate decision")] = False,
-    timeout: Annotated[float, typer.Option(help="Seconds --wait may take")] = 3600.0,
-    junit: Annotated[Path | None, typer.Option(help="Write JUnit XML here (--wait)")] = None,
-    summary: Annotated[
-        Path | None, typer.Option(help="Append a Markdown summary (e.g. $GITHUB_STEP_SUMMARY)")
-    ] = None,
-    url: UrlOpt = None,
-    token: TokenOpt = None,
-    as_json: JsonOpt = False,
-    debug: DebugOpt = False,
-) -> None:
-    """Register a candidate and queue its evaluation; with --wait, gate it.
-
-    Exit codes: 0 pass (or queued, without --wait), 1 regression (promotion refused),
-    2 error (bad input, server unreachable, evaluation failed, timeout).
-    """
-    if kind not in (None, "lora", "full"):
-        err.print(f"[red]error:[/red] --kind must be lora or full, not {kind!r}")
-        raise typer.Exit(EXIT_ERROR)
-    if wait and dataset is None:
-        err.print(
-            "[red]error:[/red] cannot wait for a gate decision: no evaluation without a "
-            "dataset — pass --dataset NAME[@VERSION]"
-        )
-        raise typer.Exit(EXIT_ERROR)
-    with session(url, token, debug) as client:
-        request = CandidateRequest(
-            checkpoint=checkpoint,
-            family=family,
-            learning_rate=lr,
-            kind=kind,
-            sweep=sweep,
-            dataset=dataset,
-            training_log=training_log,
-            tags=parse_tags(tag or []),
-            name=name,
-        )
-        candidate = submit_candidate(
-            client,
-            request,
-            upload=upload,
-            on_upload=lambda: err.print("the server cannot see the path; uploading the folder"),
-        )
-        evaluation_id = candidate.get("evaluation_id")
-        if not as_json:
-            err.print(
-                f"registered candidate {candidate.get('id')} ({candidate.get('kind')}, "
-                f"lr {lr:g}) — evaluation {evaluation_id} queued",
-                highlight=False,
-            )
-        if not wait or evaluation_id is None:
-            emit(
-                as_json,
-                {"candidate": candidate},
-                lambda: out.print(f"candidate {candidate.get('id')} evaluation {evaluation_id}"),
-            )
-            return
-        view = ProgressView(err, enabled=not as_json)
-        with view:
-            outcome = wait_for_decision(
-                client, evaluation_id, timeout=timeout, on_progress=view.update
-            )
-        code, error = submit_exit_code(outcome)
-        title = f"tunegate: {family} candidate {candidate.get('id')} (lr {lr:g})"
-        if junit is not None:
-            report.write_text(
-                junit,
-                report.junit_xml(
-                    outcome.decision,
-                    suite=f"tunegate.{family}",
-                    case_class=f"tunegate.{family}.candidate_{candidate.get('id')}",
-                    error=error,
-                ),
-            )
-        if summary is not None:
-            report.append_text(
-                summary,
-                report.markdown_summary(
-                    outcome.decision, title=title, candidate=candidate, error=error
-                ),
-            )
-        data = {
-            "candidate": candidate,
-            "evaluation": outcome.evaluation,
-            "baseline": outcome.baseline,
-            "decision": outcome.decision,
-            "exit_code": code,
-            "error": error,
-        }
-        emit(as_json, data, lambda: _print_outcome(outcome.decision, candidate, error))
-        raise typer.Exit(code)
-
-
-def _print_outcome(
-    decision: dict[str, Any] | None, candidate: dict[str, Any], error: str | None
-) -> None:
-    if decision is None:
-        err.print(f"[red]error:[/red] {error}", highlight=False, soft_wrap=True)
-        return
-    out.print(report.verdict_table(decision))
-    colour = "green" if decision.get("verdict") == "pass" else "red"
-    out.print(f"[{colour}]{decision.get('summary', decision.get('verdict'))}[/]", highlight=False)
-    for line in report.diagnosis_lines(candidate):
-        out.print(line, highlight=False)
-
-
 # --- sweep / promote / history / eval -----------------------------------------------------
 
 
@@ -339,7 +146,7 @@ def _print_sweep(view: dict[str, Any], chart: Path | None, table: Callable[..., 
 
 def promote(
     family: str,
-    candidate: str,
+    candidate: Annotated[int, typer.Argument(help="Candidate id")],
     alias: Annotated[str, typer.Option(help="Alias to move")] = "production",
     reason: Annotated[str | None, typer.Option(help="Why (recorded)")] = None,
     override: Annotated[bool, typer.Option(help="Promote without a passing gate")] = False,
@@ -383,7 +190,7 @@ def history(
 
 @eval_app.command("show")
 def eval_show(
-    evaluation_id: str,
+    evaluation_id: Annotated[int, typer.Argument(help="Evaluation id")],
     url: UrlOpt = None,
     token: TokenOpt = None,
     as_json: JsonOpt = False,

@@ -34,6 +34,7 @@ from rich.progress import (
 from service.cli.client import ClientError, TunegateClient
 from service.cli.submission import CandidateRequest, is_finished, submit_candidate
 from service.cli.waiting import ProgressView
+from service.demo import DemoPlan
 
 console = Console()
 
@@ -56,6 +57,7 @@ def _quiet_libraries() -> None:
 
     from transformers.utils import logging as hf_logging
 
+    os.environ.setdefault("TQDM_DISABLE", "1")  # the GGUF conversion's own bar
     hf_logging.set_verbosity_error()
     hf_logging.disable_progress_bar()
     warnings.filterwarnings("ignore", category=FutureWarning)
@@ -67,7 +69,7 @@ def _step(text: str) -> None:
 
 
 def _train_and_submit(
-    client: TunegateClient, base_dir: Path, out: Path, plan: Any
+    client: TunegateClient, base_dir: Path, out: Path, plan: DemoPlan
 ) -> list[dict[str, Any]]:
     """Train each rate and submit it as soon as it is trained (as a CI job would)."""
     from service.demo import DATASET_NAME, FAMILY_NAME, SWEEP_NAME, training_pairs
@@ -75,7 +77,7 @@ def _train_and_submit(
 
     pairs = training_pairs()
     root = out / "checkpoints" / SWEEP_NAME
-    init = initial_adapter(base_dir, pairs, root / "init")
+    init = initial_adapter(base_dir, pairs, root / "init", plan.target_modules)
     submitted = []
     columns = (
         TextColumn("{task.description:<22}"),
@@ -96,6 +98,7 @@ def _train_and_submit(
                 init_adapter=init,
                 batch_size=plan.batch_size,
                 warmup_steps=plan.warmup_steps,
+                target_modules=plan.target_modules,
                 on_step=_advance(progress, task),
             )
             request = CandidateRequest(
@@ -158,7 +161,7 @@ def demo(
     debug: Annotated[bool, typer.Option("--debug", help="Show tracebacks")] = False,
 ) -> None:
     """Run the main job end to end: serve, fine-tune a learning-rate sweep, gate it, chart it."""
-    from service.cli.client_commands import session
+    from service.cli.options import session
     from service.cli.embedded import EmbeddedServer
     from service.cli.views import sweep_table
     from service.demo import (
@@ -208,23 +211,36 @@ def demo(
                 from service.cli.chart import sweep_chart
 
                 sweep_chart(view, chart_path)
-                _finish(view, sweep_table, chart_path, out, server.url, started)
+                summaries = {
+                    row["candidate_id"]: client.get_decision(row["decision_id"])["summary"]
+                    for row in view.get("rows", [])
+                    if row.get("decision_id") is not None
+                }
+                _finish(view, summaries, sweep_table, chart_path, out, server.url, started)
         finally:
             server.stop()
 
 
 def _finish(
-    view: dict[str, Any], table: Any, chart: Path, out: Path, url: str, started: float
+    view: dict[str, Any],
+    summaries: dict[Any, str],
+    table: Any,
+    chart: Path,
+    out: Path,
+    url: str,
+    started: float,
 ) -> None:
     console.print(table(view))
     for row in view.get("rows", []):
         reasons = (row.get("diagnosis") or {}).get("reasons") or []
-        label_reason = row.get("label_reason") or ""
         console.print(
-            f"lr {row.get('learning_rate'):g}: {row.get('verdict')} / {row.get('label')} "
-            f"{label_reason}" + (f"; training log: {reasons[0]}" if reasons else ""),
+            f"[bold]lr {row.get('learning_rate'):g}[/] ({row.get('label')}): "
+            f"{row.get('label_reason') or ''}",
             highlight=False,
         )
+        console.print(f"  gate {summaries.get(row['candidate_id'], '—')}", highlight=False)
+        if reasons:
+            console.print(f"  training log: {'; '.join(reasons)}", highlight=False)
     rate = view.get("recommended_rate")
     head = f"recommended learning rate: {rate:g}" if rate is not None else "no recommended rate"
     console.print(f"[bold]{head}[/] — {view.get('recommendation_reason', '')}", highlight=False)

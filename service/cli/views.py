@@ -38,7 +38,7 @@ def _effect(row: Mapping[str, Any], key: str) -> str:
     effect, low, high = effect_of(row, key)
     text = signed(effect)
     if low is not None and high is not None:
-        text += f" [{fmt(low, 3)}, {fmt(high, 3)}]"
+        text += f" [{fmt(low, 2)}, {fmt(high, 2)}]"
     return text
 
 

@@ -43,23 +43,37 @@ class DemoPlan:
     heldout: int | None
     max_new_tokens: int
     warmup_steps: int
+    target_modules: tuple[str, ...] = (
+        "q_proj",
+        "k_proj",
+        "v_proj",
+        "o_proj",
+        "gate_proj",
+        "up_proj",
+        "down_proj",
+    )
+    """LoRA on every linear layer: the backward pass runs through every layer anyway (to
+    reach the first adapted one), so adapting all of them learns faster per step at almost
+    no extra cost."""
 
 
+# Sized for a 2-core CPU: a SmolLM2 LoRA step on 2 examples takes ~1.5-2 s there, so the
+# four fine-tunes are the bulk of the run; evaluations run in the server meanwhile.
 FULL = DemoPlan(
     rates=(5e-5, 1e-4, 5e-4, 1e-3),
-    steps=60,
-    batch_size=4,
+    steps=30,
+    batch_size=2,
     in_domain=None,
     out_domain=None,
     json_examples=None,
     heldout=None,
-    max_new_tokens=32,
-    warmup_steps=6,
+    max_new_tokens=24,
+    warmup_steps=4,
 )
 QUICK = DemoPlan(
     rates=(1e-4, 1e-3),
-    steps=20,
-    batch_size=4,
+    steps=16,
+    batch_size=2,
     in_domain=16,
     out_domain=14,
     json_examples=2,

@@ -44,6 +44,7 @@ def train_rate(
     init_adapter: Path,
     batch_size: int,
     warmup_steps: int,
+    target_modules: Sequence[str],
     on_step: StepCallback | None = None,
 ) -> TrainResult:
     """Train one rate of the sweep into ``out_dir``; ``on_step(n)`` as steps are logged."""
@@ -65,6 +66,7 @@ def train_rate(
             batch_size=batch_size,
             warmup_steps=warmup_steps,
             init_adapter_dir=init_adapter,
+            target_modules=target_modules,
         )
     finally:
         stop.set()
@@ -74,8 +76,21 @@ def train_rate(
             on_step(steps)
 
 
-def initial_adapter(base_dir: Path, pairs: Sequence[tuple[str, str]], out_dir: Path) -> Path:
+def initial_adapter(
+    base_dir: Path,
+    pairs: Sequence[tuple[str, str]],
+    out_dir: Path,
+    target_modules: Sequence[str],
+) -> Path:
     """The shared starting adapter (zero steps: ``lora_B`` = 0), created once."""
     if not (out_dir / "adapter_model.safetensors").is_file():
-        train_lora(base_dir, pairs, out_dir, learning_rate=0.0, steps=0, seed=0)
+        train_lora(
+            base_dir,
+            pairs,
+            out_dir,
+            learning_rate=0.0,  # no step is taken
+            steps=0,
+            seed=0,
+            target_modules=target_modules,
+        )
     return out_dir

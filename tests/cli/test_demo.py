@@ -8,6 +8,7 @@ from pathlib import Path
 
 import pytest
 
+from service.demo import QUICK
 from tests.cli.conftest import run_cli
 
 pytestmark = pytest.mark.slow
@@ -33,9 +34,9 @@ def test_demo_quick_runs_the_whole_loop(tmp_path: Path) -> None:
         "JOIN evaluations e ON e.candidate_id = c.id WHERE c.sweep = 'demo-sweep' "
         "ORDER BY c.learning_rate"
     ).fetchall()
-    assert [r[0] for r in rows] == [1e-4, 1e-3]
+    assert [r[0] for r in rows] == list(QUICK.rates)
     assert all(r[2] == "succeeded" for r in rows)
-    assert all(len(json.loads(r[1])) == 20 for r in rows)
+    assert all(len(json.loads(r[1])) == QUICK.steps for r in rows)
     decisions = db.execute("SELECT COUNT(*) FROM gate_decisions").fetchone()[0]
     assert decisions >= 2
     for rate in ("lr-1e-4", "lr-1e-3"):

@@ -55,7 +55,7 @@ NO_MORE_REPETITION: dict[str, Any] = {
 
 
 def dataset_jsonl(max_new_tokens: int = 6) -> str:
-    """Eight questions (four in-domain capitals, four out-of-domain), one JSON task, held-out text."""
+    """Eight questions (four capitals in domain, four out of domain), a JSON task, held-out text."""
     lines: list[dict[str, Any]] = [
         {"generation": {"max_new_tokens": max_new_tokens, "chat_template": True}}
     ]

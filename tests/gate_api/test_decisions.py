@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Callable
+from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -28,6 +29,7 @@ def _decision_of(get: Callable[[str], Any], evaluation_id: int) -> dict[str, Any
     assert evaluation["gate_decision_id"] is not None, "the job did not decide after success"
     decision: dict[str, Any] = get(f"/v1/decisions/{evaluation['gate_decision_id']}")
     assert get(f"/v1/decisions?evaluation_id={evaluation_id}")["id"] == decision["id"]
+    assert datetime.fromisoformat(decision["created_at"]).utcoffset() == timedelta(0)
     return decision
 
 
@@ -72,7 +74,7 @@ def test_base_model_as_its_own_candidate_passes_with_zero_effects(
     shipped = _decision_of(get, same_default["evaluation_id"])
     for rule in shipped["rules"]:
         if rule["kind"] in COMPARATIVE_KINDS:
-            assert rule["verdict"] == "pass" and rule["effect"] == 0.0, rule
+            assert (rule["verdict"], rule["effect"]) == ("pass", 0.0), rule
     failing = _failing(shipped)
     assert failing, "expected the empty-output threshold to fail on the random tiny model"
     for rule in failing.values():
@@ -149,12 +151,12 @@ def _check_diffs(
         assert item["delta"] == item["candidate_score"] - item["baseline_score"]
         assert item["candidate_output"] == outputs[item["example_id"]]
     repetition = get(f"{url}?metric=repetition")["items"]
-    assert repetition and all(
-        i["delta"] == -(i["candidate_score"] - i["baseline_score"]) < 0 for i in repetition
-    )
+    assert repetition
+    assert all(i["delta"] == -(i["candidate_score"] - i["baseline_score"]) < 0 for i in repetition)
 
     out = get(f"{url}?metric=relevance&domain=out")
-    assert out["total"] == 4 and {i["domain"] for i in out["items"]} == {"out"}
+    assert out["total"] == 4
+    assert {i["domain"] for i in out["items"]} == {"out"}
     capitals = get(f"{url}?cohort=capitals&limit=500")
     assert {i["cohort"] for i in capitals["items"]} == {"capitals"}
     assert {i["example_id"] for i in capitals["items"]} == {"q0", "q1", "q2", "q3"}
@@ -178,7 +180,8 @@ def test_unknown_decision_and_evaluation_are_json_404s(
         response = client.get(path, headers=auth)
         assert response.status_code == 404, path
         body = response.json()
-        assert body["error"] == error and "9999" in body["detail"]
+        assert body["error"] == error
+        assert "9999" in body["detail"]
     assert client.get("/v1/decisions/1").status_code == 401
     read = {"Authorization": f"Bearer {token_for('read')}"}
     assert client.get("/v1/decisions/9999", headers=read).status_code == 404

@@ -96,8 +96,8 @@ def test_same_weights_reuse_rows_and_other_weights_do_not(
     rows_b = client.get(f"/v1/evaluations/{again['evaluation_id']}/results", headers=auth).json()
     items_a = rows_a["items"] if isinstance(rows_a, dict) else rows_a
     items_b = rows_b["items"] if isinstance(rows_b, dict) else rows_b
-    assert [(r["example_id"], r["output"], r["scores"]) for r in items_a] == [
-        (r["example_id"], r["output"], r["scores"]) for r in items_b
+    assert [(r["example_key"], r["output"], r["scores"]) for r in items_a] == [
+        (r["example_key"], r["output"], r["scores"]) for r in items_b
     ]
 
     other = submit(pirate_adapter, lr=1e-2, name="other")

@@ -5,7 +5,8 @@ from __future__ import annotations
 from fastapi import APIRouter, status
 
 from service.api.deps import PromoteToken, SessionDep
-from service.api.schemas.decisions import PromoteIn, PromotionOut
+from service.api.schemas.decisions import PromoteIn
+from service.api.schemas.promotions import PromotionOut
 from service.promotion import promote
 
 router = APIRouter(prefix="/v1/families", tags=["promotions"])
@@ -29,15 +30,4 @@ def promote_candidate(
         reason=body.reason,
         override=body.override,
     )
-    return PromotionOut(
-        id=record.id,
-        family=name,
-        alias=record.alias,
-        from_candidate_id=record.from_candidate_id,
-        to_candidate_id=record.to_candidate_id,
-        decision_id=record.decision_id,
-        actor=record.actor,
-        override=record.override,
-        reason=record.reason,
-        created_at=record.created_at,
-    )
+    return PromotionOut.of(record, name)

@@ -1,11 +1,12 @@
-"""Schemas for gate decisions, per-example diffs and promotions."""
+"""Schemas for gate decisions, per-example diffs and the promote request."""
 
 from __future__ import annotations
 
-from datetime import datetime
 from typing import Any
 
 from pydantic import BaseModel, Field
+
+from service.api.schemas.common import UtcDateTime
 
 
 class DecisionOut(BaseModel):
@@ -16,7 +17,7 @@ class DecisionOut(BaseModel):
     candidate_evaluation_id: int
     baseline_evaluation_id: int
     rules: list[dict[str, Any]]
-    created_at: datetime
+    created_at: UtcDateTime
 
 
 class ExampleDiffOut(BaseModel):
@@ -46,16 +47,3 @@ class PromoteIn(BaseModel):
     alias: str = Field(default="production", min_length=1, max_length=100)
     reason: str | None = None
     override: bool = False
-
-
-class PromotionOut(BaseModel):
-    id: int
-    family: str
-    alias: str
-    from_candidate_id: int | None
-    to_candidate_id: int
-    decision_id: int | None
-    actor: str
-    override: bool
-    reason: str | None
-    created_at: datetime
