@@ -8,7 +8,8 @@ order of precedence:
    policy's ``max_ratio``), or the raw signals are extreme (>= 50 % empty outputs or mean
    repetition >= 0.5).
 2. ``forgetting`` - a significant in-domain lift, but an out-of-domain regression rule
-   (``out_of_domain_delta``, or ``no_regression`` on domain "out") failed outright.
+   (``out_of_domain_delta``, or ``no_regression`` on domain "out") failed outright, or failed
+   as inconclusive with its point estimate already beyond the tolerance.
 3. ``underfit`` - no significant in-domain lift (lower one-sided bound not above 0).
 4. ``good`` - otherwise.
 
@@ -75,6 +76,19 @@ def _is_out_of_domain_rule(rule: RuleResult) -> bool:
     )
 
 
+def _regressed(rule: RuleResult) -> bool:
+    """An out-of-domain rule that failed, or failed as inconclusive while its point
+    estimate is already past the tolerance (the data lean to forgetting, n is short)."""
+    if rule.verdict == "fail":
+        return True
+    return (
+        rule.verdict == "inconclusive_fail"
+        and rule.effect is not None
+        and rule.tolerance is not None
+        and rule.effect < -rule.tolerance
+    )
+
+
 def _collapse_reason(decision: Decision, signals: CollapseSignals) -> str | None:
     for rule in decision.rules:
         if rule.kind == "threshold" and rule.metric in COLLAPSE_METRICS and rule.verdict == "fail":
@@ -113,7 +127,7 @@ def classify_candidate(
     )
     if not lift.significant_improvement:
         return CandidateLabel("underfit", f"no significant {lift_text}")
-    forgotten = [r for r in decision.rules if _is_out_of_domain_rule(r) and r.verdict == "fail"]
+    forgotten = [r for r in decision.rules if _is_out_of_domain_rule(r) and _regressed(r)]
     if forgotten:
         return CandidateLabel(
             "forgetting", f"{lift_text}, but {forgotten[0].rule_id}: {forgotten[0].message}"

@@ -125,3 +125,34 @@ def test_recommend_without_a_passing_candidate_says_why() -> None:
     assert rate is None
     assert "1 candidate(s) passed the gate but none showed a significant in-domain lift" in reason
     assert recommend([]) == (None, "the sweep has no candidates")
+
+
+def test_inconclusive_out_of_domain_failure_past_tolerance_is_forgetting() -> None:
+    from service.gate.decision import Decision, RuleResult
+    from service.gate.stats import paired_comparison
+    from service.sweeps import classify_candidate
+
+    rule = RuleResult(
+        rule_id="out_of_domain_delta:relevance_reference:out",
+        kind="out_of_domain_delta",
+        metric="relevance_reference",
+        scope="domain=out",
+        verdict="inconclusive_fail",
+        baseline_value=0.7,
+        candidate_value=0.57,
+        effect=-0.13,
+        ci_low=-0.19,
+        ci_high=-0.079,
+        p_value=0.06,
+        n=66,
+        tolerance=0.08,
+        min_detectable_effect=0.085,
+        message="inconclusive",
+        domain="out",
+    )
+    decision = Decision(verdict="fail", rules=[rule], summary="fail")
+    lift = paired_comparison([1.0, 0.9, 1.0, 0.8] * 5, [0.0, 0.1, 0.0, 0.1] * 5, tolerance=0.0)
+    assert classify_candidate(decision, lift).label == "forgetting"
+    within = RuleResult(**{**rule.to_dict(), "effect": -0.05})
+    decision = Decision(verdict="fail", rules=[within], summary="fail")
+    assert classify_candidate(decision, lift).label == "good"

@@ -92,12 +92,16 @@ def _collapse_panel(ax: Any, rows: Sequence[Mapping[str, Any]]) -> None:
 
 
 def _loss_panel(ax: Any, rows: Sequence[Mapping[str, Any]]) -> None:
-    for row in rows:
+    """Every candidate's loss curve, one colour per rate (low rates light, high rates dark)."""
+    import matplotlib
+
+    cmap = matplotlib.colormaps["viridis_r"]
+    for i, row in enumerate(rows):
         log = row.get("training_log") or []
         points = [(p.get("step"), _finite(p.get("loss"))) for p in log]
         points = [(s, y) for s, y in points if s is not None and y is not None]
         if points:
-            colour = LABEL_COLOURS.get(str(row.get("label")), None)
+            colour = cmap(0.15 + 0.75 * i / max(len(rows) - 1, 1))
             ax.plot(
                 *zip(*points, strict=True),
                 label=f"lr {float(row['learning_rate']):g}",

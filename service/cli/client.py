@@ -262,6 +262,7 @@ class TunegateClient:
             files=files,
             data={"metadata": json.dumps(dict(metadata))},
             idempotency_key=key,
+            timeout=httpx.Timeout(60.0, read=900.0),  # the server hashes and unpacks it first
         )
         return result
 

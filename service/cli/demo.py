@@ -13,6 +13,8 @@ Nothing is scripted: whatever the gate measures is what is printed.
 
 from __future__ import annotations
 
+import contextlib
+import io
 import os
 import tempfile
 import time
@@ -57,7 +59,6 @@ def _quiet_libraries() -> None:
 
     from transformers.utils import logging as hf_logging
 
-    os.environ.setdefault("TQDM_DISABLE", "1")  # the GGUF conversion's own bar
     hf_logging.set_verbosity_error()
     hf_logging.disable_progress_bar()
     warnings.filterwarnings("ignore", category=FutureWarning)
@@ -161,8 +162,8 @@ def demo(
     debug: Annotated[bool, typer.Option("--debug", help="Show tracebacks")] = False,
 ) -> None:
     """Run the main job end to end: serve, fine-tune a learning-rate sweep, gate it, chart it."""
-    from service.cli.options import session
     from service.cli.embedded import EmbeddedServer
+    from service.cli.options import session
     from service.cli.views import sweep_table
     from service.demo import (
         DATASET_NAME,
@@ -198,7 +199,9 @@ def demo(
                 )
                 client.create_family(FAMILY_NAME, SMOLLM2, policy_text())
                 _step(f"family {FAMILY_NAME} (base {SMOLLM2}, policy service/demo/data)")
-                base_dir = ensure_builtin(SMOLLM2, settings.resolved_data_dir / "models")
+                _step(f"preparing {SMOLLM2} in {settings.resolved_data_dir / 'models'}")
+                with contextlib.redirect_stderr(io.StringIO()):  # the GGUF reader's own bar
+                    base_dir = ensure_builtin(SMOLLM2, settings.resolved_data_dir / "models")
                 _step(
                     f"fine-tuning {len(plan.rates)} LoRA adapters, {plan.steps} steps each, "
                     f"rates {', '.join(f'{r:g}' for r in plan.rates)}"

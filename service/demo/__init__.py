@@ -7,7 +7,7 @@ The base model does not know the store, its queue names or the format, so its in
 token F1 starts near zero; a LoRA learns the format and the keywords in tens of steps.
 Eval tickets are fresh fills of the training templates plus templates never trained on.
 
-What must not be forgotten (``domain: out``): general questions SmolLM2-135M answers
+What must not be forgotten (``domain: out``): 60 general questions SmolLM2-135M answers
 (capitals, simple science), each with a reference answer, and a few JSON-output prompts
 with a schema (cohort ``json``). Held-out paragraphs measure perplexity drift. The demo
 family's gate policy is ``data/policy.yaml``.
@@ -67,7 +67,7 @@ FULL = DemoPlan(
     out_domain=None,
     json_examples=None,
     heldout=None,
-    max_new_tokens=24,
+    max_new_tokens=20,
     warmup_steps=4,
 )
 QUICK = DemoPlan(

@@ -18,6 +18,7 @@ from sqlalchemy import select
 from service.api.app import create_app
 from service.db.models import ExampleResult, Score
 from service.db.session import make_engine, make_sessionmaker
+from service.engine.job import run_evaluation
 from service.settings import Settings
 from service.worker.inprocess import InProcessWorker
 
@@ -51,7 +52,7 @@ def _env(settings: Settings) -> dict[str, str]:
         TUNEGATE_CHUNK_SIZE=str(settings.chunk_size),
         TUNEGATE_LEASE_SECONDS="5",
         TUNEGATE_HEARTBEAT_SECONDS="1",
-        TEST_PAUSE_AFTER_CHUNK="30",
+        TEST_PAUSE_AFTER_CHUNK="600",  # killed right after its first chunk
         HF_HUB_OFFLINE="1",
         PYTHONPATH=str(ROOT),
     )
@@ -71,6 +72,9 @@ def test_killed_worker_resumes_without_losing_or_duplicating_rows(
     submitted = submit(capitals_adapter, lr=1e-2)
     evaluation_id = submitted["evaluation_id"]
     total = client.get(f"/v1/evaluations/{evaluation_id}", headers=auth).json()["progress"]
+    # the baseline first, here, so the doomed worker only ever holds the candidate
+    worker_context = InProcessWorker(settings, client.app.state.sessionmaker).context  # type: ignore[attr-defined]
+    assert run_evaluation(submitted["baseline_evaluation_id"], worker_context) == "succeeded"
 
     proc = subprocess.Popen(
         [sys.executable, "-m", "tests.jobs.worker_process"],
@@ -81,7 +85,6 @@ def test_killed_worker_resumes_without_losing_or_duplicating_rows(
         text=True,
     )
     try:
-        # the baseline runs first (created first); wait for a chunk of the candidate
         assert proc.stdout is not None
         deadline = time.monotonic() + 240
         for line in proc.stdout:
