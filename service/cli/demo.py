@@ -23,7 +23,6 @@ from pathlib import Path
 from typing import Annotated, Any
 
 import typer
-from rich.console import Console
 from rich.progress import (
     BarColumn,
     MofNCompleteColumn,
@@ -34,11 +33,12 @@ from rich.progress import (
 )
 
 from service.cli.client import ClientError, TunegateClient
+from service.cli.options import make_console
 from service.cli.submission import CandidateRequest, is_finished, submit_candidate
 from service.cli.waiting import ProgressView
 from service.demo import DemoPlan
 
-console = Console()
+console = make_console()
 
 
 def _settings(out: Path) -> Any:

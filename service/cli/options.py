@@ -7,6 +7,7 @@ Exit codes: 0 success / gate passed, 1 gate failed (regression: promotion refuse
 from __future__ import annotations
 
 import json
+import os
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -19,8 +20,17 @@ from service.cli.client import ClientError, TunegateClient
 
 EXIT_PASS, EXIT_FAIL, EXIT_ERROR = 0, 1, 2
 
-out = Console()
-err = Console(stderr=True)
+
+def make_console(*, stderr: bool = False) -> Console:
+    """A console; when output is a log (CI, a pipe) tables get 160 columns, not 80."""
+    console = Console(stderr=stderr)
+    if not console.is_terminal and "COLUMNS" not in os.environ:
+        console = Console(stderr=stderr, width=160)
+    return console
+
+
+out = make_console()
+err = make_console(stderr=True)
 
 UrlOpt = Annotated[
     str | None, typer.Option("--url", help="Server URL (TUNEGATE_URL; http://127.0.0.1:8080)")

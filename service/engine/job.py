@@ -171,7 +171,11 @@ def _run(evaluation_id: int, ctx: WorkerContext, heartbeat: lease.Heartbeat) -> 
         base_digests=base_digests,
         candidate_digests=candidate_digests,
         dataset_digest=spec.dataset_digest,
-        config={**generation_config, "dtype": str(pool.dtype).removeprefix("torch.")},
+        config={
+            **generation_config,
+            "dtype": str(pool.dtype).removeprefix("torch."),
+            "evaluator_options": scorers.options,
+        },
         evaluator_versions=scorers.versions,
     )
     provenance: dict[str, Any] = {
@@ -183,6 +187,7 @@ def _run(evaluation_id: int, ctx: WorkerContext, heartbeat: lease.Heartbeat) -> 
         "dtype": str(pool.dtype).removeprefix("torch."),
         "device": str(pool.device),
         "evaluators": scorers.versions,
+        "evaluator_options": scorers.options,
         "libraries": library_versions(),
         "worker": ctx.worker_id,
     }

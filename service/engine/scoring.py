@@ -40,9 +40,11 @@ class EvaluatorSet:
 
     def __init__(self, names: Sequence[str], settings: Settings) -> None:
         self.evaluators: list[Evaluator] = []
+        self.options: dict[str, dict[str, Any]] = {}
         for name in names:
+            self.options[name] = evaluator_options(name, settings)
             try:
-                self.evaluators.append(registry.create(name, **evaluator_options(name, settings)))
+                self.evaluators.append(registry.create(name, **self.options[name]))
             except UnknownEvaluatorError as exc:
                 raise UnknownEvaluator(str(exc)) from exc
             except EvaluatorError as exc:
