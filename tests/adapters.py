@@ -1,7 +1,7 @@
 """Real LoRA adapters for tests, trained by ``service.finetune`` once and cached.
 
 ``trained_adapter("tiny", "capitals", lr=1e-2, steps=5)`` returns a folder under
-``test_cache_dir()/adapters/`` whose name carries a hash of every argument (and
+``cache_root()/adapters/`` whose name carries a hash of every argument (and
 of the base model's config), so each distinct adapter is trained once per
 machine and reused by every later test run.
 """
@@ -17,7 +17,7 @@ from pathlib import Path
 from typing import Any, Literal
 
 from service.finetune import train_lora
-from tests.models import smollm2_dir, test_cache_dir, tiny_llama_dir
+from tests.models import cache_root, smollm2_dir, tiny_llama_dir
 
 BaseName = Literal["tiny", "smollm2"]
 
@@ -61,7 +61,7 @@ def trained_adapter(
         "options": {k: str(v) for k, v in sorted(options.items())},
     }
     digest = hashlib.sha256(json.dumps(key_source, sort_keys=True).encode()).hexdigest()[:12]
-    target = test_cache_dir() / "adapters" / f"{base}-{name}-{digest}"
+    target = cache_root() / "adapters" / f"{base}-{name}-{digest}"
     if (target / "adapter_model.safetensors").is_file():
         return target
     target.parent.mkdir(parents=True, exist_ok=True)

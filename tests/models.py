@@ -13,7 +13,7 @@ from pathlib import Path
 from service.engine.builtin import SMOLLM2, ensure_builtin
 
 
-def test_cache_dir() -> Path:
+def cache_root() -> Path:
     path = Path(os.environ.get("TUNEGATE_TEST_CACHE", Path.home() / ".cache" / "tunegate-tests"))
     path.mkdir(parents=True, exist_ok=True)
     return path
@@ -21,7 +21,7 @@ def test_cache_dir() -> Path:
 
 def smollm2_dir() -> Path:
     """The real SmolLM2-135M-Instruct as a local safetensors folder."""
-    return ensure_builtin(SMOLLM2, test_cache_dir() / "models")
+    return ensure_builtin(SMOLLM2, cache_root() / "models")
 
 
 def tiny_llama_dir() -> Path:
@@ -30,7 +30,7 @@ def tiny_llama_dir() -> Path:
     Seeded, so every build is the same model; saved as safetensors like any
     user's full fine-tune folder.
     """
-    target = test_cache_dir() / "models" / "tiny-llama"
+    target = cache_root() / "models" / "tiny-llama"
     if (target / "model.safetensors").is_file():
         return target
     import torch

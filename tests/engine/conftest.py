@@ -13,8 +13,9 @@ from pathlib import Path
 
 import pytest
 
+from tests import models
 from tests.adapters import PIRATE, trained_adapter
-from tests.models import test_cache_dir, tiny_llama_dir
+from tests.models import tiny_llama_dir
 
 
 @pytest.fixture(scope="session")
@@ -24,7 +25,7 @@ def tiny_dir() -> Path:
 
 @pytest.fixture(scope="session")
 def context_model_dir(tiny_dir: Path) -> Path:
-    target = test_cache_dir() / "models" / "tiny-llama-untied"
+    target = models.cache_root() / "models" / "tiny-llama-untied"
     if (target / "model.safetensors").is_file():
         return target
     import torch
@@ -62,4 +63,4 @@ def fresh_adapter() -> Path:
 @pytest.fixture
 def cache_root() -> list[Path]:
     """The allowed root that holds the cached test models and adapters."""
-    return [test_cache_dir()]
+    return [models.cache_root()]

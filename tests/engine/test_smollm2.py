@@ -19,7 +19,7 @@ def test_base_and_two_adapters_on_one_load() -> None:
     base_dir = models.smollm2_dir()
     adapter_a = trained_adapter("smollm2", "capitals", lr=2e-3, steps=5)
     adapter_b = trained_adapter("smollm2", "pirate", lr=2e-3, steps=5, data=PIRATE)
-    info = inspect_checkpoint(adapter_b, [models.test_cache_dir()], kind="lora")
+    info = inspect_checkpoint(adapter_b, [models.cache_root()], kind="lora")
     check_adapter_matches_base(
         info, tensor_shapes(base_dir), base_names=["HuggingFaceTB/SmolLM2-135M-Instruct"]
     )

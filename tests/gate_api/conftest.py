@@ -20,7 +20,7 @@ from service.engine.scoring import EvaluatorSet
 from service.settings import Settings
 from service.worker.inprocess import InProcessWorker
 from tests.adapters import PIRATE, trained_adapter
-from tests.models import test_cache_dir, tiny_llama_dir
+from tests.models import cache_root, tiny_llama_dir
 
 QUESTIONS = [
     ("What is the capital of France?", "Paris.", "in"),
@@ -89,7 +89,7 @@ def tiny_base() -> Path:
 
 @pytest.fixture(scope="session")
 def adapters_root() -> Path:
-    root = test_cache_dir() / "adapters"
+    root = cache_root() / "adapters"
     root.mkdir(parents=True, exist_ok=True)
     return root
 

@@ -12,7 +12,7 @@ from fastapi.testclient import TestClient
 
 from service.settings import Settings
 from tests.adapters import PIRATE, trained_adapter
-from tests.models import test_cache_dir, tiny_llama_dir
+from tests.models import cache_root, tiny_llama_dir
 
 QUESTIONS = [
     ("What is the capital of France?", "Paris.", "in"),
@@ -61,7 +61,7 @@ def tiny_base() -> Path:
 
 @pytest.fixture(scope="session")
 def adapters_root() -> Path:
-    root = test_cache_dir() / "adapters"
+    root = cache_root() / "adapters"
     root.mkdir(parents=True, exist_ok=True)
     return root
 

@@ -17,7 +17,7 @@ from service.api.app import create_app
 from service.settings import Settings
 from service.worker.inprocess import InProcessWorker
 from tests.adapters import trained_adapter
-from tests.models import smollm2_dir, test_cache_dir
+from tests.models import cache_root, smollm2_dir
 
 pytestmark = pytest.mark.slow
 
@@ -75,7 +75,7 @@ def test_base_as_candidate_passes_and_forgetting_fails_ood_rule(
         data_dir=tmp_path / "data",
         database_url=f"sqlite:///{tmp_path / 'tg.db'}",
         model_roots=[base.parent],
-        checkpoint_roots=[base.parent, test_cache_dir() / "adapters"],
+        checkpoint_roots=[base.parent, cache_root() / "adapters"],
         queue="none",
         chunk_size=11,
         batch_size=11,

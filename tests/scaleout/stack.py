@@ -27,7 +27,7 @@ from sqlalchemy import create_engine, select, text
 from sqlalchemy.engine import make_url
 
 from service.db.models import LeaseEvent
-from tests.models import test_cache_dir, tiny_llama_dir
+from tests.models import cache_root, tiny_llama_dir
 
 REDIS_URL = os.environ.get("TUNEGATE_TEST_REDIS_URL", "redis://127.0.0.1:6379/15")
 POSTGRES_ADMIN_URL = os.environ.get(
@@ -142,14 +142,14 @@ class Stack:
             HF_HUB_OFFLINE="1",
             TRANSFORMERS_OFFLINE="1",
             TOKENIZERS_PARALLELISM="false",
-            TUNEGATE_TEST_CACHE=str(test_cache_dir()),
+            TUNEGATE_TEST_CACHE=str(cache_root()),
             TUNEGATE_DATA_DIR=str(self.root / "data"),
             TUNEGATE_DATABASE_URL=self.database_url,
             TUNEGATE_QUEUE="celery",
             TUNEGATE_BROKER_URL=REDIS_URL,
             TUNEGATE_CELERY_QUEUE=self.queue,
             TUNEGATE_MODEL_ROOTS=str(tiny_llama_dir().parent),
-            TUNEGATE_CHECKPOINT_ROOTS=str(test_cache_dir() / "adapters"),
+            TUNEGATE_CHECKPOINT_ROOTS=str(cache_root() / "adapters"),
             TUNEGATE_DEVICE="cpu",
         )
         env.update(self.extra_env)
