@@ -21,6 +21,10 @@ from service.errors import ModelLoadError
 SMOLLM2 = "smollm2-135m-instruct"
 _SMOLLM2_GGUF = "SmolLM2-135M-Instruct.Q4_1.gguf"
 BUILTIN_MODELS = (SMOLLM2,)
+# the names an adapter trained on a built-in base records as base_model_name_or_path
+BUILTIN_HUB_NAMES: dict[str, tuple[str, ...]] = {
+    SMOLLM2: (SMOLLM2, "HuggingFaceTB/SmolLM2-135M-Instruct"),
+}
 
 
 def smollm2_package_dir() -> Path:

@@ -23,12 +23,17 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from evaluators import registry
 from evaluators.perplexity import rolling_perplexity
-from service.checkpoints import inspect_checkpoint, resolve_within_roots
+from service.checkpoints import (
+    check_adapter_matches_base,
+    inspect_checkpoint,
+    resolve_within_roots,
+    tensor_shapes,
+)
 from service.db.models import CANCELLED, FAILED, SUCCEEDED, Evaluation
 from service.db.session import unit_of_work
 from service.engine import lease, storage
 from service.engine.aggregates import AggregateRow, ExampleScope, compute_aggregates
-from service.engine.builtin import BUILTIN_MODELS, ensure_builtin
+from service.engine.builtin import BUILTIN_HUB_NAMES, BUILTIN_MODELS, ensure_builtin
 from service.engine.generation import generate
 from service.engine.loading import LoadedModel, ModelPool
 from service.engine.probe import assert_adapter_changes_model
@@ -160,6 +165,11 @@ def _run(evaluation_id: int, ctx: WorkerContext, heartbeat: lease.Heartbeat) -> 
         info = inspect_checkpoint(Path(spec.checkpoint_path), roots, kind=spec.candidate_kind)  # type: ignore[arg-type]
         candidate_dir = info.path
         candidate_digests = dict(info.digests)
+        if info.kind == "lora":
+            # the base's shapes from its safetensors headers (nothing loaded); for a
+            # built-in base the adapter's recorded hub name must name it too
+            names = BUILTIN_HUB_NAMES.get(spec.base_model, ())
+            check_adapter_matches_base(info, tensor_shapes(base_dir), base_names=names)
     base_digests = folder_weight_digests(base_dir) if spec.candidate_kind != "full" else {}
     generation_config = {
         "max_new_tokens": int(spec.config.get("max_new_tokens", 64)),
