@@ -22,6 +22,7 @@ from service.db.base import utcnow
 from service.db.models import (
     CANCELLED,
     EVALUATION_STATUSES,
+    FAILED,
     QUEUED,
     RUNNING,
     SUCCEEDED,
@@ -249,6 +250,39 @@ def cancel_evaluation(session: Session, evaluation_id: int) -> Evaluation:
             raise EvaluationAlreadyFinished(
                 f"evaluation {evaluation_id} is already {evaluation.status}; nothing to cancel"
             )
+    return evaluation
+
+
+def retry_evaluation(session: Session, evaluation_id: int) -> Evaluation:
+    """Queue a failed or cancelled evaluation again; it resumes from its stored rows.
+
+    The rows already written stay (they are keyed by example), so the next run only
+    generates what is missing. A conditional update, like cancel. Raises
+    ``EvaluationNotFound``, and ``EvaluationAlreadyFinished`` (409) unless the
+    evaluation is failed or cancelled.
+    """
+    evaluation = get_evaluation(session, evaluation_id)
+    moved = cast(
+        CursorResult[Any],
+        session.execute(
+            update(Evaluation)
+            .where(Evaluation.id == evaluation_id, Evaluation.status.in_([FAILED, CANCELLED]))
+            .values(
+                status=QUEUED,
+                error=None,
+                cancel_requested=False,
+                finished_at=None,
+                lease_owner=None,
+                lease_expires_at=None,
+            )
+        ),
+    )
+    session.refresh(evaluation)
+    if moved.rowcount == 0:
+        raise EvaluationAlreadyFinished(
+            f"evaluation {evaluation_id} is {evaluation.status}; only failed or cancelled "
+            "evaluations can be retried"
+        )
     return evaluation
 
 

@@ -125,6 +125,21 @@ def evaluation_results(
     )
 
 
+@router.post(
+    "/{evaluation_id}/retry", summary="Queue a failed or cancelled evaluation again (resumes)"
+)
+def retry_evaluation(
+    evaluation_id: int,
+    session: SessionDep,
+    request: Request,
+    background: BackgroundTasks,
+    _: SubmitToken,
+) -> EvaluationDetail:
+    evaluations.retry_evaluation(session, evaluation_id)
+    commit_and_enqueue(session, request, background, [evaluation_id])
+    return _detail(session, evaluation_id)
+
+
 @router.post("/{evaluation_id}/cancel", summary="Cancel a queued or running evaluation")
 def cancel_evaluation(evaluation_id: int, session: SessionDep, _: SubmitToken) -> EvaluationDetail:
     evaluations.cancel_evaluation(session, evaluation_id)
