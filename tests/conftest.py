@@ -131,3 +131,36 @@ def token_for(client: TestClient) -> Callable[[str], str]:
 def auth(admin_token: str) -> dict[str, str]:
     """Headers of the local admin token."""
     return {"Authorization": f"Bearer {admin_token}"}
+
+
+# --- real small models shared by the model tests (built/trained once per machine) -------
+
+
+@pytest.fixture(scope="session")
+def tiny_base() -> Path:
+    from tests.models import tiny_llama_dir
+
+    return tiny_llama_dir()
+
+
+@pytest.fixture(scope="session")
+def adapters_root() -> Path:
+    from tests.models import cache_root
+
+    root = cache_root() / "adapters"
+    root.mkdir(parents=True, exist_ok=True)
+    return root
+
+
+@pytest.fixture(scope="session")
+def capitals_adapter(adapters_root: Path) -> Path:
+    from tests.adapters import trained_adapter
+
+    return trained_adapter("tiny", "capitals", lr=1e-2, steps=5)
+
+
+@pytest.fixture(scope="session")
+def pirate_adapter(adapters_root: Path) -> Path:
+    from tests.adapters import PIRATE, trained_adapter
+
+    return trained_adapter("tiny", "pirate", lr=1e-2, steps=5, data=PIRATE)

@@ -8,7 +8,6 @@ worker of the session: their models are loaded once, not once per test.
 
 from __future__ import annotations
 
-import json
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -19,19 +18,9 @@ from fastapi.testclient import TestClient
 from service.engine.scoring import EvaluatorSet
 from service.settings import Settings
 from service.worker.inprocess import InProcessWorker
-from tests.adapters import PIRATE, trained_adapter
-from tests.models import cache_root, tiny_llama_dir
+from tests.adapters import trained_adapter
+from tests.tiny_setup import dataset_jsonl
 
-QUESTIONS = [
-    ("What is the capital of France?", "Paris.", "in"),
-    ("What is the capital of Italy?", "Rome.", "in"),
-    ("What is the capital of Japan?", "Tokyo.", "in"),
-    ("What is the capital of Spain?", "Madrid.", "in"),
-    ("What colour is the sky on a clear day?", "Blue.", "out"),
-    ("How many legs does a spider have?", "Eight.", "out"),
-    ("What do bees make?", "Honey.", "out"),
-    ("What is two plus two?", "Four.", "out"),
-]
 DATASET = "qa"
 
 COMPARATIVE_RULES: list[dict[str, Any]] = [
@@ -52,56 +41,6 @@ NO_MORE_REPETITION: dict[str, Any] = {
     "tolerance": 0.1,
 }
 """Fails a candidate that loops (the pirate adapter answers "KB KB KB KB KB KB")."""
-
-
-def dataset_jsonl(max_new_tokens: int = 6) -> str:
-    """Eight questions (four capitals in domain, four out of domain), a JSON task, held-out text."""
-    lines: list[dict[str, Any]] = [
-        {"generation": {"max_new_tokens": max_new_tokens, "chat_template": True}}
-    ]
-    for i, (q, a, domain) in enumerate(QUESTIONS):
-        lines.append(
-            {
-                "id": f"q{i}",
-                "input": q,
-                "reference": a,
-                "context": f"Fact: {a}",
-                "domain": domain,
-                "cohort": "capitals" if domain == "in" else "general",
-            }
-        )
-    lines.append(
-        {
-            "id": "json-1",
-            "input": 'Reply with JSON {"ok": true}.',
-            "json_schema": {"type": "object", "required": ["ok"]},
-            "cohort": "json",
-        }
-    )
-    lines.append({"heldout": "The quick brown fox jumps over the lazy dog. " * 4})
-    return "\n".join(json.dumps(line) for line in lines) + "\n"
-
-
-@pytest.fixture(scope="session")
-def tiny_base() -> Path:
-    return tiny_llama_dir()
-
-
-@pytest.fixture(scope="session")
-def adapters_root() -> Path:
-    root = cache_root() / "adapters"
-    root.mkdir(parents=True, exist_ok=True)
-    return root
-
-
-@pytest.fixture(scope="session")
-def capitals_adapter(adapters_root: Path) -> Path:
-    return trained_adapter("tiny", "capitals", lr=1e-2, steps=5)
-
-
-@pytest.fixture(scope="session")
-def pirate_adapter(adapters_root: Path) -> Path:
-    return trained_adapter("tiny", "pirate", lr=1e-2, steps=5, data=PIRATE)
 
 
 @pytest.fixture(scope="session")

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -11,69 +10,7 @@ import pytest
 from fastapi.testclient import TestClient
 
 from service.settings import Settings
-from tests.adapters import PIRATE, trained_adapter
-from tests.models import cache_root, tiny_llama_dir
-
-QUESTIONS = [
-    ("What is the capital of France?", "Paris.", "in"),
-    ("What is the capital of Italy?", "Rome.", "in"),
-    ("What is the capital of Japan?", "Tokyo.", "in"),
-    ("What is the capital of Spain?", "Madrid.", "in"),
-    ("What colour is the sky on a clear day?", "Blue.", "out"),
-    ("How many legs does a spider have?", "Eight.", "out"),
-    ("What do bees make?", "Honey.", "out"),
-    ("What is two plus two?", "Four.", "out"),
-]
-
-
-def dataset_jsonl(max_new_tokens: int = 6, n_repeat: int = 1) -> str:
-    lines: list[dict[str, Any]] = [
-        {"generation": {"max_new_tokens": max_new_tokens, "chat_template": True}}
-    ]
-    for r in range(n_repeat):
-        for i, (q, a, domain) in enumerate(QUESTIONS):
-            lines.append(
-                {
-                    "id": f"q{r}-{i}",
-                    "input": q if r == 0 else f"{q} (take {r})",
-                    "reference": a,
-                    "context": f"Fact: {a}",
-                    "domain": domain,
-                    "cohort": "capitals" if domain == "in" else "general",
-                }
-            )
-    lines.append(
-        {
-            "id": "json-1",
-            "input": 'Reply with JSON {"ok": true}.',
-            "json_schema": {"type": "object", "required": ["ok"]},
-            "cohort": "json",
-        }
-    )
-    lines.append({"heldout": "The quick brown fox jumps over the lazy dog. " * 4})
-    return "\n".join(json.dumps(line) for line in lines) + "\n"
-
-
-@pytest.fixture(scope="session")
-def tiny_base() -> Path:
-    return tiny_llama_dir()
-
-
-@pytest.fixture(scope="session")
-def adapters_root() -> Path:
-    root = cache_root() / "adapters"
-    root.mkdir(parents=True, exist_ok=True)
-    return root
-
-
-@pytest.fixture(scope="session")
-def capitals_adapter(adapters_root: Path) -> Path:
-    return trained_adapter("tiny", "capitals", lr=1e-2, steps=5)
-
-
-@pytest.fixture(scope="session")
-def pirate_adapter(adapters_root: Path) -> Path:
-    return trained_adapter("tiny", "pirate", lr=1e-2, steps=5, data=PIRATE)
+from tests.tiny_setup import dataset_jsonl
 
 
 @pytest.fixture
