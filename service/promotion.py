@@ -14,44 +14,28 @@ from __future__ import annotations
 from sqlalchemy import select
 from sqlalchemy.orm import Session, aliased
 
+from service.aliases import get_alias
 from service.auth import Principal
 from service.db.base import utcnow
 from service.db.models import Alias, Candidate, Evaluation, Family, GateDecision, Promotion
 from service.errors import (
     CandidateNotFound,
-    FamilyNotFound,
     GateNotPassed,
     InvalidRequest,
     PermissionDenied,
 )
-from service.gate.service import decide_evaluation, family_policy
+from service.families import base_candidate, current_policy, get_family
+from service.gate.service import decide_evaluation
 
 PRODUCTION = "production"
 
 
-def _family(session: Session, name: str) -> Family:
-    family = session.scalars(select(Family).where(Family.name == name)).first()
-    if family is None:
-        raise FamilyNotFound(f"family {name!r} does not exist")
-    return family
-
-
 def current_target(session: Session, family: Family, alias: str) -> Candidate:
     """The candidate ``alias`` points to, or the family's base candidate when unset."""
-    row = session.scalars(
-        select(Alias).where(Alias.family_id == family.id, Alias.name == alias)
-    ).first()
+    row = get_alias(session, family, alias)
     if row is not None:
         return session.get_one(Candidate, row.candidate_id)
-    base = session.scalars(
-        select(Candidate)
-        .where(Candidate.family_id == family.id, Candidate.kind == "base")
-        .order_by(Candidate.id)
-        .limit(1)
-    ).first()
-    if base is None:
-        raise CandidateNotFound(f"family {family.name!r} has no base candidate")
-    return base
+    return base_candidate(session, family)
 
 
 def passing_decision(session: Session, candidate_id: int, against_id: int) -> GateDecision | None:
@@ -77,7 +61,7 @@ def current_decision(
     candidate was never decided against ``against_id``.
     """
     decision = passing_decision(session, candidate_id, against_id)
-    if decision is None or decision.policy_id == family_policy(session, family.id).id:
+    if decision is None or decision.policy_id == current_policy(session, family).id:
         return decision
     return decide_evaluation(session, session.get_one(Evaluation, decision.candidate_evaluation_id))
 
@@ -93,7 +77,7 @@ def promote(
     override: bool = False,
 ) -> Promotion:
     """Move ``alias`` to the candidate; raises GateNotPassed without a passing decision."""
-    family = _family(session, family_name)
+    family = get_family(session, family_name)
     candidate = session.get(Candidate, candidate_id)
     if candidate is None or candidate.family_id != family.id:
         raise CandidateNotFound(f"candidate {candidate_id} is not in family {family_name!r}")
@@ -116,9 +100,7 @@ def promote(
             raise PermissionDenied("overriding the gate needs an admin token")
         if not (reason and reason.strip()):
             raise InvalidRequest("overriding the gate needs a written reason")
-    row = session.scalars(
-        select(Alias).where(Alias.family_id == family.id, Alias.name == alias)
-    ).first()
+    row = get_alias(session, family, alias)
     previous = row.candidate_id if row is not None else None
     if row is None:
         session.add(Alias(family_id=family.id, name=alias, candidate_id=candidate.id))

@@ -13,8 +13,8 @@ from typing import Any
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from service.db.models import Candidate, Evaluation, Family, GateDecision, GatePolicy
-from service.errors import FamilyNotFound
+from service.db.models import Candidate, Evaluation, GateDecision, GatePolicy
+from service.families import get_family, policy_of
 from service.gate import service as gate
 from service.gate.decision import Decision, RuleResult, compare_metric
 from service.gate.policy import MinImprovement, OutOfDomainDelta, Policy
@@ -57,7 +57,7 @@ def _latest_evaluation(session: Session, candidate_id: int) -> Evaluation | None
 
 
 def list_sweeps(session: Session, family_name: str) -> list[dict[str, Any]]:
-    family = _family(session, family_name)
+    family = get_family(session, family_name)
     rows: dict[str, list[float]] = {}
     for sweep, lr in session.execute(
         select(Candidate.sweep, Candidate.learning_rate).where(
@@ -72,17 +72,10 @@ def list_sweeps(session: Session, family_name: str) -> list[dict[str, Any]]:
     ]
 
 
-def _family(session: Session, name: str) -> Family:
-    family = session.scalars(select(Family).where(Family.name == name)).first()
-    if family is None:
-        raise FamilyNotFound(f"family {name!r} does not exist")
-    return family
-
-
 def sweep_view(
     session: Session, family_name: str, sweep: str, *, lift_metric: str | None = None
 ) -> dict[str, Any]:
-    family = _family(session, family_name)
+    family = get_family(session, family_name)
     candidates = session.scalars(
         select(Candidate)
         .where(Candidate.family_id == family.id, Candidate.sweep == sweep)
@@ -110,7 +103,7 @@ def sweep_view(
         }
         decision_row = gate.latest_decision(session, evaluation.id) if evaluation else None
         if evaluation is not None and decision_row is not None:
-            policy = Policy.model_validate(session.get_one(GatePolicy, decision_row.policy_id).body)
+            policy = policy_of(session.get_one(GatePolicy, decision_row.policy_id))
             metric = lift_metric or lift_metric_of(policy)
             cand_scores = gate.load_scores(session, evaluation)
             base_scores = gate.load_scores(

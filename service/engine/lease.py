@@ -11,15 +11,28 @@ stops at its next chunk. Every claim, release and loss is logged in
 from __future__ import annotations
 
 import threading
-from datetime import timedelta
+from datetime import datetime, timedelta
 from types import TracebackType
 
-from sqlalchemy import and_, or_, update
+from sqlalchemy import ColumnElement, and_, or_, update
 from sqlalchemy.orm import Session, sessionmaker
 
 from service.db.base import utcnow
 from service.db.models import QUEUED, RUNNING, Evaluation, LeaseEvent
 from service.db.session import unit_of_work
+
+
+def lease_expired(now: datetime) -> ColumnElement[bool]:
+    """A running evaluation's lease has passed (or was never set): its worker is gone."""
+    return or_(Evaluation.lease_expires_at.is_(None), Evaluation.lease_expires_at < now)
+
+
+def claimable(now: datetime) -> ColumnElement[bool]:
+    """What a worker may claim: ``queued``, or ``running`` with an expired lease."""
+    return or_(
+        Evaluation.status == QUEUED,
+        and_(Evaluation.status == RUNNING, lease_expired(now)),
+    )
 
 
 def claim(factory: sessionmaker[Session], evaluation_id: int, worker_id: str, seconds: int) -> bool:
@@ -28,19 +41,7 @@ def claim(factory: sessionmaker[Session], evaluation_id: int, worker_id: str, se
     with unit_of_work(factory) as session:
         result = session.execute(
             update(Evaluation)
-            .where(
-                Evaluation.id == evaluation_id,
-                or_(
-                    Evaluation.status == QUEUED,
-                    and_(
-                        Evaluation.status == RUNNING,
-                        or_(
-                            Evaluation.lease_expires_at.is_(None),
-                            Evaluation.lease_expires_at < now,
-                        ),
-                    ),
-                ),
-            )
+            .where(Evaluation.id == evaluation_id, claimable(now))
             .values(
                 status=RUNNING,
                 lease_owner=worker_id,

@@ -164,45 +164,17 @@ def find_cached(session: Session, key: str, exclude_id: int) -> Evaluation | Non
     ).first()
 
 
+_COPIED = (ExampleResult, Score, Aggregate)
+_NOT_COPIED = frozenset({"id", "evaluation_id", "created_at"})
+
+
 def copy_results(session: Session, source_id: int, target_id: int) -> None:
     """Copy outputs, scores and aggregates of a cached evaluation (no forward pass)."""
-    session.execute(delete(Score).where(Score.evaluation_id == target_id))
-    session.execute(delete(ExampleResult).where(ExampleResult.evaluation_id == target_id))
-    session.execute(delete(Aggregate).where(Aggregate.evaluation_id == target_id))
-    for r in session.scalars(select(ExampleResult).where(ExampleResult.evaluation_id == source_id)):
-        session.add(
-            ExampleResult(
-                evaluation_id=target_id,
-                example_key=r.example_key,
-                output=r.output,
-                n_prompt_tokens=r.n_prompt_tokens,
-                n_new_tokens=r.n_new_tokens,
-            )
-        )
-    for s in session.scalars(select(Score).where(Score.evaluation_id == source_id)):
-        session.add(
-            Score(
-                evaluation_id=target_id,
-                example_key=s.example_key,
-                metric=s.metric,
-                value=s.value,
-                evaluator=s.evaluator,
-                evaluator_version=s.evaluator_version,
-            )
-        )
-    for a in session.scalars(select(Aggregate).where(Aggregate.evaluation_id == source_id)):
-        session.add(
-            Aggregate(
-                evaluation_id=target_id,
-                metric=a.metric,
-                scope=a.scope,
-                scope_value=a.scope_value,
-                n=a.n,
-                mean=a.mean,
-                ci_low=a.ci_low,
-                ci_high=a.ci_high,
-            )
-        )
+    for model in _COPIED:
+        session.execute(delete(model).where(model.evaluation_id == target_id))
+        columns = [c.key for c in model.__table__.columns if c.key not in _NOT_COPIED]
+        for row in session.scalars(select(model).where(model.evaluation_id == source_id)):
+            session.add(model(evaluation_id=target_id, **{c: getattr(row, c) for c in columns}))
     session.flush()
 
 

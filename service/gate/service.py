@@ -24,13 +24,15 @@ from service.db.models import (
     DatasetExample,
     Evaluation,
     ExampleResult,
+    Family,
     GateDecision,
     GatePolicy,
     Score,
 )
+from service.engine.storage import scores_by_example
 from service.errors import DecisionNotFound, EvaluationNotFinished, EvaluationNotFound
+from service.families import current_policy, policy_of
 from service.gate.decision import EvalScores, decide
-from service.gate.policy import Policy
 
 MODEL_METRIC_DIRECTIONS = {"perplexity_token": False, "perplexity_word": False}
 
@@ -39,9 +41,8 @@ MODEL_METRIC_DIRECTIONS = {"perplexity_token": False, "perplexity_word": False}
 def metric_directions() -> dict[str, bool]:
     """metric name → higher_is_better, from every registered evaluator."""
     directions = dict(MODEL_METRIC_DIRECTIONS)
-    for name in registry.available():
-        for metric in registry.get_class(name).metrics:
-            directions[metric.name] = metric.higher_is_better
+    for name, (_, metric) in registry.metric_index().items():
+        directions[name] = metric.higher_is_better
     return directions
 
 
@@ -52,13 +53,7 @@ def load_scores(session: Session, evaluation: Evaluation) -> EvalScores:
             DatasetExample.dataset_version_id == evaluation.dataset_version_id
         )
     ).all()
-    per_example: dict[str, dict[str, float]] = {}
-    for key, metric, value in session.execute(
-        select(Score.example_key, Score.metric, Score.value).where(
-            Score.evaluation_id == evaluation.id
-        )
-    ):
-        per_example.setdefault(key, {})[metric] = value
+    per_example = scores_by_example(session, evaluation.id)
     model_metrics: dict[str, float] = {}
     for metric, mean in session.execute(
         select(Aggregate.metric, Aggregate.mean).where(
@@ -75,18 +70,6 @@ def load_scores(session: Session, evaluation: Evaluation) -> EvalScores:
     )
 
 
-def family_policy(session: Session, family_id: int) -> GatePolicy:
-    policy = session.scalars(
-        select(GatePolicy)
-        .where(GatePolicy.family_id == family_id)
-        .order_by(GatePolicy.version.desc())
-        .limit(1)
-    ).first()
-    if policy is None:
-        raise DecisionNotFound(f"family {family_id} has no gate policy")
-    return policy
-
-
 def decide_evaluation(session: Session, evaluation: Evaluation) -> GateDecision:
     """Compute (or return the stored) decision of a candidate evaluation vs its baseline."""
     if evaluation.baseline_evaluation_id is None:
@@ -98,7 +81,7 @@ def decide_evaluation(session: Session, evaluation: Evaluation) -> GateDecision:
         if ev.status != SUCCEEDED:
             raise EvaluationNotFinished(f"evaluation {ev.id} is {ev.status}, not succeeded")
     candidate = session.get_one(Candidate, evaluation.candidate_id)
-    policy_row = family_policy(session, candidate.family_id)
+    policy_row = current_policy(session, session.get_one(Family, candidate.family_id))
     existing = session.scalars(
         select(GateDecision).where(
             GateDecision.candidate_evaluation_id == evaluation.id,
@@ -108,7 +91,7 @@ def decide_evaluation(session: Session, evaluation: Evaluation) -> GateDecision:
     ).first()
     if existing is not None:
         return existing
-    policy = Policy.model_validate(policy_row.body)
+    policy = policy_of(policy_row)
     decision = decide(policy, load_scores(session, evaluation), load_scores(session, baseline))
     row = GateDecision(
         candidate_evaluation_id=evaluation.id,

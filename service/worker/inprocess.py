@@ -11,12 +11,13 @@ from __future__ import annotations
 import logging
 import threading
 
-from sqlalchemy import and_, or_, select
+from sqlalchemy import select
 from sqlalchemy.orm import Session, sessionmaker
 
 from service.db.base import utcnow
-from service.db.models import QUEUED, RUNNING, Evaluation
+from service.db.models import Evaluation
 from service.engine.job import WorkerContext, run_evaluation
+from service.engine.lease import claimable
 from service.settings import Settings
 
 log = logging.getLogger("tunegate.worker")
@@ -28,18 +29,7 @@ def runnable_ids(factory: sessionmaker[Session], limit: int = 20) -> list[int]:
         return list(
             session.scalars(
                 select(Evaluation.id)
-                .where(
-                    or_(
-                        Evaluation.status == QUEUED,
-                        and_(
-                            Evaluation.status == RUNNING,
-                            or_(
-                                Evaluation.lease_expires_at.is_(None),
-                                Evaluation.lease_expires_at < utcnow(),
-                            ),
-                        ),
-                    )
-                )
+                .where(claimable(utcnow()))
                 .order_by(Evaluation.created_at, Evaluation.id)
                 .limit(limit)
             )

@@ -28,13 +28,13 @@ import time
 from collections.abc import Callable
 from datetime import datetime, timedelta
 
-from sqlalchemy import and_, or_, select, update
+from sqlalchemy import and_, select, update
 from sqlalchemy.orm import Session, sessionmaker
 
 from service.db.base import utcnow
 from service.db.models import QUEUED, RUNNING, Evaluation
 from service.db.session import unit_of_work
-from service.engine.lease import log_event
+from service.engine.lease import lease_expired, log_event
 
 log = logging.getLogger("tunegate.recovery")
 
@@ -50,7 +50,7 @@ def expire_stale_leases(factory: sessionmaker[Session], now: datetime | None = N
     moment is never overwritten and two sweepers never both report a row.
     """
     now = now or utcnow()
-    stale = or_(Evaluation.lease_expires_at.is_(None), Evaluation.lease_expires_at < now)
+    stale = lease_expired(now)
     with factory() as session:
         rows = session.execute(
             select(Evaluation.id, Evaluation.lease_owner)
