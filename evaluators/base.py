@@ -22,7 +22,7 @@ NEEDABLE_FIELDS = frozenset({"reference", "context", "json_schema"})
 
 @dataclass(frozen=True)
 class Example:
-    """One eval example as the scorers see it (a projection of the dataset row)."""
+    """One eval example: what a dataset version holds (defaults filled in) and scorers see."""
 
     id: str
     input: str

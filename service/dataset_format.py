@@ -33,6 +33,7 @@ import jsonschema
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 from pydantic_core import ErrorDetails
 
+from evaluators.base import Example
 from service.errors import InvalidDataset
 
 _KEY_MAX = 200
@@ -102,26 +103,14 @@ _ALLOWED_KEYS: dict[tuple[str, ...], Sequence[str]] = {
 }
 
 
-@dataclass(frozen=True)
-class Example:
-    """A normalised example: defaults filled in, the key always set."""
-
-    key: str
-    input: str
-    reference: str | None = None
-    context: str | None = None
-    domain: str = "in"
-    cohort: str | None = None
-    json_schema: dict[str, Any] | None = None
-
-    def record(self) -> dict[str, Any]:
-        """The canonical record: ``id``, ``input``, ``domain`` and the optional fields set."""
-        out: dict[str, Any] = {"id": self.key, "input": self.input, "domain": self.domain}
-        for name in ("reference", "context", "cohort", "json_schema"):
-            value = getattr(self, name)
-            if value is not None:
-                out[name] = value
-        return out
+def example_record(example: Example) -> dict[str, Any]:
+    """The canonical record: ``id``, ``input``, ``domain`` and the optional fields set."""
+    out: dict[str, Any] = {"id": example.id, "input": example.input, "domain": example.domain}
+    for name in ("reference", "context", "cohort", "json_schema"):
+        value = getattr(example, name)
+        if value is not None:
+            out[name] = value
+    return out
 
 
 @dataclass(frozen=True)
@@ -150,7 +139,7 @@ def canonical_jsonl(
 ) -> str:
     """The canonical text whose sha256 is a version's digest (no trailing newline)."""
     lines = [_dumps({"generation": generation})]
-    lines += [_dumps(example.record()) for example in examples]
+    lines += [_dumps(example_record(example)) for example in examples]
     lines += [_dumps({"heldout": text}) for text in heldout]
     return "\n".join(lines)
 
@@ -297,7 +286,7 @@ def parse_dataset(body: bytes) -> ParsedDataset:
                 )
             first_line[key] = number
             examples.append(
-                Example(key, **record.model_dump(exclude={"id"}))  # defaults filled in
+                Example(id=key, **record.model_dump(exclude={"id"}))  # defaults filled in
             )
         seen_record = True
     if not examples:

@@ -15,10 +15,11 @@ from sqlalchemy.dialects.postgresql import insert as postgresql_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.orm import Session
 
-from service.dataset_format import Example, ParsedDataset, canonical_jsonl, parse_dataset
+from service.dataset_format import ParsedDataset, canonical_jsonl, parse_dataset
 from service.db.base import Base
 from service.db.models import Dataset, DatasetExample, DatasetVersion, HeldoutText
 from service.errors import Conflict, DatasetNotFound, DatasetVersionNotFound, InvalidRequest
+from service.queries.examples import examples_of, heldout_of
 
 VersionRef = int | Literal["latest"]
 _PUSH_ATTEMPTS = 5
@@ -110,7 +111,7 @@ def _insert_version(
         DatasetExample(
             dataset_version_id=version_id,
             position=position,
-            example_key=e.key,
+            example_key=e.id,
             input=e.input,
             reference=e.reference,
             context=e.context,
@@ -216,45 +217,10 @@ def get_version(session: Session, name: str, version: VersionRef) -> DatasetVers
     return found
 
 
-def load_examples(
-    session: Session, version_id: int, *, offset: int = 0, limit: int | None = None
-) -> list[DatasetExample]:
-    """A version's examples ordered by position (all of them unless ``limit``)."""
-    query = (
-        select(DatasetExample)
-        .where(DatasetExample.dataset_version_id == version_id)
-        .order_by(DatasetExample.position)
-        .offset(offset)
-    )
-    if limit is not None:
-        query = query.limit(limit)
-    return list(session.scalars(query))
-
-
-def load_heldout(session: Session, version_id: int) -> list[str]:
-    """A version's held-out texts in order."""
-    return list(
-        session.scalars(
-            select(HeldoutText.text)
-            .where(HeldoutText.dataset_version_id == version_id)
-            .order_by(HeldoutText.position)
-        )
-    )
-
-
 def version_jsonl(session: Session, version: DatasetVersion) -> str:
     """A stored version's canonical JSONL; its sha256 is ``version.digest``."""
-    examples = [_example_of(row) for row in load_examples(session, version.id)]
-    return canonical_jsonl(version.generation, examples, load_heldout(session, version.id))
-
-
-def _example_of(row: DatasetExample) -> Example:
-    return Example(
-        key=row.example_key,
-        input=row.input,
-        reference=row.reference,
-        context=row.context,
-        domain=row.domain,
-        cohort=row.cohort,
-        json_schema=row.json_schema,
+    return canonical_jsonl(
+        version.generation,
+        examples_of(session, version.id),
+        heldout_of(session, version.id),
     )

@@ -19,6 +19,7 @@ from sqlalchemy import select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
+from service.aliases import PRODUCTION, get_alias
 from service.db.models import Alias, Candidate, Family, GatePolicy
 from service.engine.builtin import BUILTIN_MODELS
 from service.errors import (
@@ -31,7 +32,6 @@ from service.errors import (
 )
 from service.gate.policy import DEFAULT_POLICY, Policy, parse_policy, policy_json
 
-PRODUCTION_ALIAS = "production"
 BASE_CANDIDATE_KIND = "base"
 PolicySource = Policy | Mapping[str, Any] | str
 
@@ -60,7 +60,7 @@ def policy_of(row: GatePolicy) -> Policy:
     return parse_policy(json.dumps(row.body))
 
 
-def resolve_base_model(base_model: str, model_roots: Sequence[Path]) -> str:
+def validate_base_model(base_model: str, model_roots: Sequence[Path]) -> str:
     """Check a family's base model and return what to store.
 
     A built-in name (``smollm2-135m-instruct``) is kept as is. Anything else must be
@@ -112,7 +112,7 @@ def create_family(
     :class:`AlreadyExists`; nothing is written when it raises.
     """
     parsed = DEFAULT_POLICY if policy is None else load_policy(policy)
-    stored_base = resolve_base_model(base_model, model_roots)
+    stored_base = validate_base_model(base_model, model_roots)
     if session.scalar(select(Family.id).where(Family.name == name)) is not None:
         raise AlreadyExists(f"family {name!r} already exists")
     family = Family(name=name, base_model=stored_base)
@@ -229,14 +229,12 @@ def base_candidate(session: Session, family: Family) -> Candidate:
 def baseline_candidate(session: Session, family: Family) -> Candidate:
     """What candidates are compared with: the ``production`` alias's candidate if the
     alias is set, else the base candidate."""
-    alias = session.scalar(
-        select(Alias).where(Alias.family_id == family.id, Alias.name == PRODUCTION_ALIAS)
-    )
+    alias = get_alias(session, family, PRODUCTION)
     if alias is None:
         return base_candidate(session, family)
     candidate = session.get(Candidate, alias.candidate_id)
     if candidate is None:
-        raise CandidateNotFound(f"alias {PRODUCTION_ALIAS!r} points at a missing candidate")
+        raise CandidateNotFound(f"alias {PRODUCTION!r} points at a missing candidate")
     return candidate
 
 

@@ -14,7 +14,7 @@ from __future__ import annotations
 from sqlalchemy import select
 from sqlalchemy.orm import Session, aliased
 
-from service.aliases import get_alias
+from service.aliases import PRODUCTION, get_alias
 from service.auth import Principal
 from service.db.base import utcnow
 from service.db.models import Alias, Candidate, Evaluation, Family, GateDecision, Promotion
@@ -26,8 +26,6 @@ from service.errors import (
 )
 from service.families import base_candidate, current_policy, get_family
 from service.gate.service import decide_evaluation
-
-PRODUCTION = "production"
 
 
 def current_target(session: Session, family: Family, alias: str) -> Candidate:

@@ -20,14 +20,14 @@ def test_defaults_are_filled_in() -> None:
     parsed = parse_dataset(
         jsonl({"input": "a"}, "", {"id": "q", "input": "b", "domain": "out"}, {"heldout": "h"})
     )
-    assert [(e.key, e.domain) for e in parsed.examples] == [("1", "in"), ("q", "out")]
+    assert [(e.id, e.domain) for e in parsed.examples] == [("1", "in"), ("q", "out")]
     assert parsed.heldout == ["h"]
     assert parsed.generation.max_new_tokens == 64
     assert parsed.generation.chat_template is True
 
 
 def test_integer_ids_become_text() -> None:
-    assert parse_dataset(jsonl({"id": 7, "input": "a"})).examples[0].key == "7"
+    assert parse_dataset(jsonl({"id": 7, "input": "a"})).examples[0].id == "7"
 
 
 def test_canonical_form_and_digest() -> None:

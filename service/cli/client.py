@@ -25,6 +25,8 @@ from typing import Any
 
 import httpx
 
+from service.aliases import PRODUCTION
+
 DEFAULT_URL = "http://127.0.0.1:8080"
 RETRY_STATUSES = frozenset({500, 502, 503, 504})
 
@@ -290,7 +292,7 @@ class TunegateClient:
         family: str,
         candidate_id: int | str,
         *,
-        alias: str = "production",
+        alias: str = PRODUCTION,
         reason: str | None = None,
         override: bool = False,
     ) -> dict[str, Any]:

@@ -16,6 +16,7 @@ from typing import Annotated, Any
 import typer
 from rich.table import Table
 
+from service.aliases import PRODUCTION
 from service.cli.client import ClientError
 from service.cli.options import (
     EXIT_FAIL,
@@ -147,7 +148,7 @@ def _print_sweep(view: dict[str, Any], chart: Path | None, table: Callable[..., 
 def promote(
     family: str,
     candidate: Annotated[int, typer.Argument(help="Candidate id")],
-    alias: Annotated[str, typer.Option(help="Alias to move")] = "production",
+    alias: Annotated[str, typer.Option(help="Alias to move")] = PRODUCTION,
     reason: Annotated[str | None, typer.Option(help="Why (recorded)")] = None,
     override: Annotated[bool, typer.Option(help="Promote without a passing gate")] = False,
     url: UrlOpt = None,

@@ -11,7 +11,7 @@ import sys
 
 import typer
 
-from service.cli import server
+from service.cli import client_commands, demo, server, worker
 
 app = typer.Typer(
     name="tunegate",
@@ -20,24 +20,8 @@ app = typer.Typer(
     pretty_exceptions_enable=False,
     add_completion=False,
 )
-server.register(app)
-
-
-def _register_optional() -> None:
-    """Client command groups live in their own modules; register those present."""
-    import importlib
-
-    for module in ("service.cli.client_commands", "service.cli.demo"):
-        try:
-            mod = importlib.import_module(module)
-        except ModuleNotFoundError as exc:
-            if exc.name != module:
-                raise
-            continue
-        mod.register(app)
-
-
-_register_optional()
+for module in (server, worker, client_commands, demo):
+    module.register(app)
 
 
 def main() -> None:

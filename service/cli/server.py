@@ -19,11 +19,6 @@ def register(app: typer.Typer) -> None:
     token_app = typer.Typer(help="API tokens (stored hashed; printed once).", no_args_is_help=True)
     token_app.command("create")(token_create)
     app.add_typer(token_app, name="token")
-    try:
-        from service.worker.celery_app import worker_command
-    except ModuleNotFoundError:
-        return
-    app.command("worker")(worker_command)
 
 
 def serve(

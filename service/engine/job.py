@@ -40,6 +40,7 @@ from service.engine.probe import assert_adapter_changes_model
 from service.engine.provenance import cache_key, folder_weight_digests, library_versions
 from service.engine.scoring import EvaluatorSet
 from service.errors import EvaluationCancelled, ModelLoadError, TunegateError
+from service.gate.service import decide_ready
 from service.settings import Settings
 
 log = logging.getLogger("tunegate.job")
@@ -128,12 +129,8 @@ def run_evaluation(evaluation_id: int, ctx: WorkerContext) -> str | None:
 def _after_success(evaluation_id: int, ctx: WorkerContext) -> None:
     """Compute gate decisions that were waiting for this evaluation (best effort, logged)."""
     try:
-        from service.gate.service import decide_ready
-
         with unit_of_work(ctx.factory) as session:
             decide_ready(session, evaluation_id)
-    except ImportError:
-        return
     except Exception:
         log.exception("gate decision after evaluation %s failed", evaluation_id)
 

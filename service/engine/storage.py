@@ -15,16 +15,15 @@ from service.db.models import (
     SUCCEEDED,
     Aggregate,
     Candidate,
-    DatasetExample,
     DatasetVersion,
     Evaluation,
     ExampleResult,
-    HeldoutText,
     Score,
 )
 from service.engine.aggregates import AggregateRow
 from service.engine.scoring import ScoreValue
 from service.errors import EvaluationNotFound
+from service.queries.examples import examples_of, heldout_of
 
 
 @dataclass(frozen=True)
@@ -49,28 +48,6 @@ def load_job(session: Session, evaluation_id: int) -> JobSpec:
         raise EvaluationNotFound(f"evaluation {evaluation_id} does not exist")
     candidate = session.get_one(Candidate, evaluation.candidate_id)
     version = session.get_one(DatasetVersion, evaluation.dataset_version_id)
-    rows = session.scalars(
-        select(DatasetExample)
-        .where(DatasetExample.dataset_version_id == version.id)
-        .order_by(DatasetExample.position)
-    ).all()
-    heldout = session.scalars(
-        select(HeldoutText.text)
-        .where(HeldoutText.dataset_version_id == version.id)
-        .order_by(HeldoutText.position)
-    ).all()
-    examples = [
-        Example(
-            id=row.example_key,
-            input=row.input,
-            reference=row.reference,
-            context=row.context,
-            domain="out" if row.domain == "out" else "in",
-            cohort=row.cohort,
-            json_schema=row.json_schema,
-        )
-        for row in rows
-    ]
     return JobSpec(
         evaluation_id=evaluation.id,
         config=dict(evaluation.config or {}),
@@ -80,8 +57,8 @@ def load_job(session: Session, evaluation_id: int) -> JobSpec:
         base_model=candidate.base_model,
         candidate_digests=dict(candidate.digests or {}),
         dataset_digest=version.digest,
-        examples=examples,
-        heldout=list(heldout),
+        examples=examples_of(session, version.id),
+        heldout=heldout_of(session, version.id),
     )
 
 

@@ -36,7 +36,6 @@ import time
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
-import typer
 from celery import Celery
 from sqlalchemy import Engine
 from sqlalchemy.orm import Session, sessionmaker
@@ -169,17 +168,8 @@ def evaluate(evaluation_id: int) -> str | None:
     return current_runtime().run(int(evaluation_id))
 
 
-def worker_command(
-    loglevel: str = typer.Option("info", "--loglevel", "-l", help="Celery log level"),
-    queue: str | None = typer.Option(
-        None, "--queue", "-Q", help="Queue to consume (default TUNEGATE_CELERY_QUEUE, tunegate)"
-    ),
-) -> None:
-    """Start a Celery worker that runs queued evaluations, one at a time, models kept loaded."""
-    os.environ.setdefault("HF_HUB_OFFLINE", "1")
-    logging.basicConfig(
-        level=loglevel.upper(), format="%(asctime)s %(levelname)s %(name)s %(message)s"
-    )
+def run_worker(*, loglevel: str = "info", queue: str | None = None) -> int:
+    """Run a Celery worker (with its recovery loop) until it stops; returns its exit code."""
     settings = get_settings()
     options = QueueOptions.from_env(settings)
     if queue:
@@ -225,5 +215,4 @@ def worker_command(
     finally:
         recovery.stop()
         runtime.engine.dispose()
-    if code:
-        raise typer.Exit(code)
+    return int(code or 0)

@@ -18,6 +18,7 @@ from service.api.schemas.datasets import (
     VersionOut,
 )
 from service.errors import InvalidDataset
+from service.queries import examples
 
 router = APIRouter(prefix="/v1/datasets", tags=["datasets"])
 
@@ -88,7 +89,7 @@ def list_examples(
     limit: Annotated[int, Query(ge=1, le=1000)] = 100,
 ) -> ExamplePage:
     found = datasets.get_version(session, name, datasets.parse_version_ref(version))
-    rows = datasets.load_examples(session, found.id, offset=offset, limit=limit)
+    rows = examples.example_rows(session, found.id, offset=offset, limit=limit)
     return ExamplePage(
         items=[ExampleOut.of(row) for row in rows],
         total=found.n_examples,

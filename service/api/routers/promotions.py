@@ -1,20 +1,43 @@
-"""Routes for promotions: the audit history of alias moves (read side)."""
+"""Promotions: move a family's alias on a passing gate decision, and the audit history."""
 
 from __future__ import annotations
 
 from typing import Annotated
 
-from fastapi import APIRouter, Query
+from fastapi import APIRouter, Query, status
 
 from service import aliases
-from service.api.deps import ReadToken, SessionDep
+from service.api.deps import PromoteToken, ReadToken, SessionDep
+from service.api.schemas.decisions import PromoteIn
 from service.api.schemas.promotions import PromotionOut, PromotionPage
 from service.families import get_family
+from service.promotion import promote
 
-router = APIRouter(prefix="/v1/promotions", tags=["promotions"])
+router = APIRouter(tags=["promotions"])
 
 
-@router.get("", summary="Promotion history, newest first")
+@router.post(
+    "/v1/families/{name}/promote",
+    response_model=PromotionOut,
+    status_code=status.HTTP_201_CREATED,
+    summary="Move an alias (default production) to a candidate",
+)
+def promote_candidate(
+    session: SessionDep, principal: PromoteToken, name: str, body: PromoteIn
+) -> PromotionOut:
+    record = promote(
+        session,
+        family_name=name,
+        candidate_id=body.candidate_id,
+        principal=principal,
+        alias=body.alias,
+        reason=body.reason,
+        override=body.override,
+    )
+    return PromotionOut.of(record, name)
+
+
+@router.get("/v1/promotions", summary="Promotion history, newest first")
 def list_promotions(
     session: SessionDep,
     _: ReadToken,

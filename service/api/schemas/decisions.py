@@ -6,6 +6,7 @@ from typing import Any
 
 from pydantic import BaseModel, Field
 
+from service.aliases import PRODUCTION
 from service.api.schemas.common import UtcDateTime
 
 
@@ -44,6 +45,6 @@ class DiffPage(BaseModel):
 
 class PromoteIn(BaseModel):
     candidate_id: int
-    alias: str = Field(default="production", min_length=1, max_length=100)
+    alias: str = Field(default=PRODUCTION, min_length=1, max_length=100)
     reason: str | None = None
     override: bool = False

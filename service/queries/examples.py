@@ -1,0 +1,53 @@
+"""The examples and held-out texts of a dataset version."""
+
+from __future__ import annotations
+
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+
+from evaluators.base import Example
+from service.db.models import DatasetExample, HeldoutText
+
+
+def example_rows(
+    session: Session, version_id: int, *, offset: int = 0, limit: int | None = None
+) -> list[DatasetExample]:
+    """A version's example rows ordered by position (all of them unless ``limit``)."""
+    query = (
+        select(DatasetExample)
+        .where(DatasetExample.dataset_version_id == version_id)
+        .order_by(DatasetExample.position)
+        .offset(offset)
+    )
+    if limit is not None:
+        query = query.limit(limit)
+    return list(session.scalars(query))
+
+
+def example_of(row: DatasetExample) -> Example:
+    """A stored example as the scorers (and the canonical JSONL) see it."""
+    return Example(
+        id=row.example_key,
+        input=row.input,
+        reference=row.reference,
+        context=row.context,
+        domain="out" if row.domain == "out" else "in",
+        cohort=row.cohort,
+        json_schema=row.json_schema,
+    )
+
+
+def examples_of(session: Session, version_id: int) -> list[Example]:
+    """Every example of a version, in order."""
+    return [example_of(row) for row in example_rows(session, version_id)]
+
+
+def heldout_of(session: Session, version_id: int) -> list[str]:
+    """A version's held-out texts in order."""
+    return list(
+        session.scalars(
+            select(HeldoutText.text)
+            .where(HeldoutText.dataset_version_id == version_id)
+            .order_by(HeldoutText.position)
+        )
+    )
