@@ -8,7 +8,6 @@ version and both evaluation ids.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from functools import lru_cache
 from typing import Any
 
@@ -23,11 +22,9 @@ from service.db.models import (
     Candidate,
     DatasetExample,
     Evaluation,
-    ExampleResult,
     Family,
     GateDecision,
     GatePolicy,
-    Score,
 )
 from service.engine.storage import scores_by_example
 from service.errors import DecisionNotFound, EvaluationNotFinished, EvaluationNotFound
@@ -164,88 +161,6 @@ def decision_for_evaluation(session: Session, evaluation_id: int) -> GateDecisio
     if found is not None:
         return found
     return decide_evaluation(session, evaluation)
-
-
-@dataclass(frozen=True)
-class ExampleDiff:
-    example_id: str
-    domain: str
-    cohort: str | None
-    input: str
-    reference: str | None
-    metric: str
-    baseline_output: str
-    candidate_output: str
-    baseline_score: float
-    candidate_score: float
-    delta: float
-    """Oriented: candidate − baseline, negated for lower-is-better metrics (negative = worse)."""
-
-
-def example_diffs(
-    session: Session,
-    decision: GateDecision,
-    *,
-    metric: str | None = None,
-    domain: str | None = None,
-    cohort: str | None = None,
-    offset: int = 0,
-    limit: int = 50,
-) -> tuple[int, list[ExampleDiff]]:
-    """Per-example differences, most regressed first; returns (total, page)."""
-    cand_id, base_id = decision.candidate_evaluation_id, decision.baseline_evaluation_id
-    evaluation = session.get_one(Evaluation, cand_id)
-    examples = {
-        e.example_key: e
-        for e in session.scalars(
-            select(DatasetExample).where(
-                DatasetExample.dataset_version_id == evaluation.dataset_version_id
-            )
-        )
-    }
-    outputs: dict[tuple[int, str], str] = {
-        (r.evaluation_id, r.example_key): r.output
-        for r in session.scalars(
-            select(ExampleResult).where(ExampleResult.evaluation_id.in_([cand_id, base_id]))
-        )
-    }
-    scores: dict[tuple[int, str, str], float] = {}
-    query = select(Score).where(Score.evaluation_id.in_([cand_id, base_id]))
-    if metric:
-        query = query.where(Score.metric == metric)
-    for s in session.scalars(query):
-        scores[(s.evaluation_id, s.example_key, s.metric)] = s.value
-    directions = metric_directions()
-    rows: list[ExampleDiff] = []
-    for (ev_id, key, name), cand_value in scores.items():
-        if ev_id != cand_id or (base_id, key, name) not in scores:
-            continue
-        example = examples.get(key)
-        if example is None:
-            continue
-        if domain and example.domain != domain:
-            continue
-        if cohort and example.cohort != cohort:
-            continue
-        base_value = scores[(base_id, key, name)]
-        sign = 1.0 if directions.get(name, True) else -1.0
-        rows.append(
-            ExampleDiff(
-                example_id=key,
-                domain=example.domain,
-                cohort=example.cohort,
-                input=example.input,
-                reference=example.reference,
-                metric=name,
-                baseline_output=outputs.get((base_id, key), ""),
-                candidate_output=outputs.get((cand_id, key), ""),
-                baseline_score=base_value,
-                candidate_score=cand_value,
-                delta=sign * (cand_value - base_value),
-            )
-        )
-    rows.sort(key=lambda r: (r.delta, r.metric, r.example_id))
-    return len(rows), rows[offset : offset + limit]
 
 
 def decision_payload(session: Session, decision: GateDecision) -> dict[str, Any]:

@@ -7,6 +7,7 @@ from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any
 
+import pytest
 from fastapi.testclient import TestClient
 
 from tests.gate_api.conftest import COMPARATIVE_POLICY, COMPARATIVE_RULES, NO_MORE_REPETITION
@@ -167,6 +168,44 @@ def _check_diffs(
         response = client.get(f"{url}?{bad}", headers=auth)
         assert response.status_code == 422, bad
         assert response.json()["error"] == "ValidationError"
+    _check_slices(client, auth, get, decision_id, every["items"])
+
+
+def _check_slices(
+    client: TestClient,
+    auth: dict[str, str],
+    get: Callable[[str], Any],
+    decision_id: int,
+    diffs: list[dict[str, Any]],
+) -> None:
+    """The slice summary agrees with the diffs it summarises, worst cohort first."""
+    url = f"/v1/decisions/{decision_id}/slices"
+    default = get(url)
+    rules = get(f"/v1/decisions/{decision_id}")["rules"]
+    failing = ("fail", "inconclusive_fail")
+    paired = ("min_improvement", "no_regression", "out_of_domain_delta")
+    first_failed = next(r for r in rules if r["kind"] in paired and r["verdict"] in failing)
+    assert default["metric"] == first_failed["metric"]  # a failed rule's metric comes first
+    summary = get(f"{url}?metric=relevance")
+    assert summary["confidence"] == pytest.approx(0.9)
+    slices = summary["slices"]
+    assert {s["cohort"] for s in slices} == {"capitals", "general", "json"}
+    means = [s["mean_change"] for s in slices]
+    assert means == sorted(means)  # worst cohort first
+    for s in slices:
+        deltas = [
+            d["delta"] for d in diffs if d["metric"] == "relevance" and d["cohort"] == s["cohort"]
+        ]
+        assert s["n"] == len(deltas)
+        assert s["mean_change"] == pytest.approx(sum(deltas) / len(deltas))
+        assert s["n_regressed"] == sum(d < 0 for d in deltas)
+        if s["n"] > 1 and s["ci_low"] is not None:
+            assert s["ci_low"] <= s["mean_change"] <= s["ci_high"]
+    out = get(f"{url}?metric=relevance&domain=out")["slices"]
+    assert [s["cohort"] for s in out] == ["general"]
+    missing = client.get(f"{url}?metric=no-such-metric", headers=auth)
+    assert missing.status_code == 422, missing.text
+    assert "no-such-metric" in missing.json()["detail"]
 
 
 def test_unknown_decision_and_evaluation_are_json_404s(

@@ -130,3 +130,19 @@ def test_promotion_follows_the_gate_and_is_audited(
         assert datetime.fromisoformat(entry["created_at"]).utcoffset() == timedelta(0)
     assert base_id not in {h["to_candidate_id"] for h in history}
     assert client.get(f"/v1/promotions?family={FAMILY}", headers=reader).status_code == 200
+
+    # The family's decision timeline: every decision on its candidates, newest first.
+    timeline = get(f"/v1/families/{FAMILY}/decisions")
+    ids = [entry["decision_id"] for entry in timeline["items"]]
+    assert ids == [failed["id"], rejudged["id"], decision["id"]]
+    assert timeline["total"] == 3
+    assert [e["verdict"] for e in timeline["items"]] == ["fail", "pass", "pass"]
+    assert [e["policy_version"] for e in timeline["items"]] == [3, 3, 1]
+    assert timeline["items"][0]["candidate_id"] == pirate["id"]
+    assert timeline["items"][0]["candidate_name"] == "pirate"
+    assert timeline["items"][0]["learning_rate"] == 1e-2
+    second = get(f"/v1/families/{FAMILY}/decisions?offset=1&limit=1")
+    assert [e["decision_id"] for e in second["items"]] == [rejudged["id"]]
+    assert second["total"] == 3
+    gone = client.get("/v1/families/nope/decisions", headers=reader)
+    assert (gone.status_code, gone.json()["error"]) == (404, "FamilyNotFound")

@@ -8,7 +8,14 @@ from typing import Literal
 from fastapi import APIRouter, Query
 
 from service.api.deps import ReadToken, SessionDep
-from service.api.schemas.decisions import DecisionOut, DiffPage, ExampleDiffOut
+from service.api.schemas.decisions import (
+    CohortSliceOut,
+    DecisionOut,
+    DiffPage,
+    ExampleDiffOut,
+    SliceSummaryOut,
+)
+from service.diffs import MAX_PAGE, DiffFilters, example_diffs, slice_summary
 from service.gate import service as gate
 
 router = APIRouter(prefix="/v1/decisions", tags=["decisions"])
@@ -37,16 +44,38 @@ def diff(
     domain: Literal["in", "out"] | None = None,
     cohort: str | None = None,
     offset: int = Query(0, ge=0),
-    limit: int = Query(50, ge=1, le=500),
+    limit: int = Query(50, ge=1, le=MAX_PAGE),
 ) -> DiffPage:
     decision = gate.get_decision(session, decision_id)
-    total, rows = gate.example_diffs(
-        session, decision, metric=metric, domain=domain, cohort=cohort, offset=offset, limit=limit
-    )
+    filters = DiffFilters(metric=metric, domain=domain, cohort=cohort)
+    total, rows = example_diffs(session, decision, filters, offset=offset, limit=limit)
     return DiffPage(
         decision_id=decision_id,
         total=total,
         offset=offset,
         limit=limit,
         items=[ExampleDiffOut(**asdict(r)) for r in rows],
+    )
+
+
+@router.get(
+    "/{decision_id}/slices",
+    response_model=SliceSummaryOut,
+    summary="Per cohort: mean change with its interval and how many examples regressed",
+)
+def slices(
+    session: SessionDep,
+    _: ReadToken,
+    decision_id: int,
+    metric: str | None = Query(None, description="default: the first comparative rule's metric"),
+    domain: Literal["in", "out"] | None = None,
+) -> SliceSummaryOut:
+    decision = gate.get_decision(session, decision_id)
+    summary = slice_summary(session, decision, metric, domain)
+    return SliceSummaryOut(
+        decision_id=decision_id,
+        metric=summary.metric,
+        domain=summary.domain,
+        confidence=summary.confidence,
+        slices=[CohortSliceOut(**asdict(s)) for s in summary.slices],
     )

@@ -7,12 +7,14 @@ policy decides what may reach production.
 from __future__ import annotations
 
 import json
+from dataclasses import asdict
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, Query, Request, Response
 
-from service import families
+from service import families, timeline
 from service.api.deps import AdminToken, ReadToken, SessionDep, SettingsDep, SubmitToken
+from service.api.schemas.decisions import TimelineEntryOut, TimelinePage
 from service.api.schemas.families import (
     AliasOut,
     FamilyCreate,
@@ -111,3 +113,21 @@ def list_policies(name: str, session: SessionDep, _: ReadToken) -> list[PolicyOu
 def list_aliases(name: str, session: SessionDep, _: ReadToken) -> list[AliasOut]:
     family = families.get_family(session, name)
     return [AliasOut.of(row) for row in families.list_aliases(session, family)]
+
+
+@router.get("/{name}/decisions", summary="The family's decision timeline, newest first")
+def decision_timeline(
+    name: str,
+    session: SessionDep,
+    _: ReadToken,
+    offset: Annotated[int, Query(ge=0)] = 0,
+    limit: Annotated[int, Query(ge=1, le=timeline.MAX_PAGE)] = 100,
+) -> TimelinePage:
+    total, rows = timeline.decision_timeline(session, name, offset=offset, limit=limit)
+    return TimelinePage(
+        family=name,
+        total=total,
+        offset=offset,
+        limit=limit,
+        items=[TimelineEntryOut(**asdict(r)) for r in rows],
+    )

@@ -27,6 +27,7 @@ class ExampleDiffOut(BaseModel):
     cohort: str | None
     input: str
     reference: str | None
+    context: str | None = None
     metric: str
     baseline_output: str
     candidate_output: str
@@ -41,6 +42,45 @@ class DiffPage(BaseModel):
     offset: int
     limit: int
     items: list[ExampleDiffOut]
+
+
+class CohortSliceOut(BaseModel):
+    cohort: str | None
+    n: int
+    mean_change: float | None = Field(description="mean oriented change (negative = worse)")
+    ci_low: float | None
+    ci_high: float | None
+    n_regressed: int = Field(description="examples whose oriented change is below zero")
+    regressed_share: float
+
+
+class SliceSummaryOut(BaseModel):
+    decision_id: int
+    metric: str
+    domain: str | None
+    confidence: float = Field(description="coverage of each [ci_low, ci_high]")
+    slices: list[CohortSliceOut] = Field(description="worst cohort first")
+
+
+class TimelineEntryOut(BaseModel):
+    decision_id: int
+    created_at: UtcDateTime
+    verdict: str
+    summary: str
+    policy_version: int
+    candidate_id: int
+    candidate_name: str | None
+    learning_rate: float | None
+    sweep: str | None
+    evaluation_id: int
+
+
+class TimelinePage(BaseModel):
+    family: str
+    total: int
+    offset: int
+    limit: int
+    items: list[TimelineEntryOut]
 
 
 class PromoteIn(BaseModel):
