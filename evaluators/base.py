@@ -17,12 +17,20 @@ from typing import Any, ClassVar, Literal
 from evaluators.errors import InvalidScoreError
 
 #: The optional example fields an evaluator may declare in ``needs``.
-NEEDABLE_FIELDS = frozenset({"reference", "context", "json_schema"})
+NEEDABLE_FIELDS = frozenset(
+    {"reference", "context", "json_schema", "answers", "choices", "target", "expect"}
+)
 
 
 @dataclass(frozen=True)
 class Example:
-    """One eval example: what a dataset version holds (defaults filled in) and scorers see."""
+    """One eval example: what a dataset version holds (defaults filled in) and scorers see.
+
+    ``input`` is the prompt's text (for a chat example, its last user message; the whole
+    conversation is ``messages``, ``{"role", "content"}`` dicts). ``answers``: accepted
+    answers; ``choices`` with ``answer``, the index of the right one; ``target``: a gold
+    continuation; ``expect``: ``"refuse"`` or ``"comply"``.
+    """
 
     id: str
     input: str
@@ -31,6 +39,12 @@ class Example:
     domain: Literal["in", "out"] = "in"
     cohort: str | None = None
     json_schema: dict[str, Any] | None = None
+    messages: list[dict[str, str]] | None = None
+    answers: list[str] | None = None
+    choices: list[str] | None = None
+    answer: int | None = None
+    target: str | None = None
+    expect: Literal["refuse", "comply"] | None = None
 
 
 @dataclass(frozen=True)

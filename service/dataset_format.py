@@ -2,12 +2,22 @@
 
 A push is JSONL text, one JSON object a line (blank lines allowed):
 
-- an optional FIRST record ``{"generation": {"max_new_tokens": 64, "chat_template": true}}``
-  fixing how prompts are run;
-- examples ``{"id", "input", "reference", "context", "domain", "cohort", "json_schema"}``,
-  only ``input`` required, ``domain`` ``"in"`` by default, ``id`` the 1-based line number
-  by default;
+- an optional FIRST record ``{"generation": {"max_new_tokens": 64, "chat_template": true,
+  "system": "..."}}`` fixing how prompts are run (``system``: a dataset-wide system prompt,
+  put before every prompt that does not open with its own system message);
+- examples ``{"id", "input" | "messages", "reference", "context", "domain", "cohort",
+  "json_schema", "answers", "choices", "answer", "target", "expect"}``: exactly one of
+  ``input`` (a one-turn prompt) or ``messages`` (the OpenAI / TRL chat format,
+  ``[{"role": "system"|"user"|"assistant", "content": "..."}]``, a system message only
+  first, the last message the user's) is required; ``answers`` the accepted answers,
+  ``choices`` (at least two) with ``answer`` the index of the right one, ``target`` a gold
+  continuation, ``expect`` ``"refuse"`` or ``"comply"``; ``domain`` ``"in"`` by default,
+  ``id`` the 1-based line number by default;
 - held-out text for perplexity ``{"heldout": "..."}``.
+
+``messages`` and ``system`` need ``chat_template: true``: they are rendered with the
+model's chat template. A ``messages`` example's :attr:`Example.input` is its last user
+message (what scorers and displays show); its canonical record holds ``messages`` only.
 
 Every record is validated (extra keys refused, types checked, ``json_schema`` must be a
 valid JSON Schema, ids unique); a bad line is refused with :class:`InvalidDataset` naming
@@ -17,7 +27,9 @@ The digest is the sha256 of the *canonical* JSONL: the generation record (defaul
 in) first, then the examples in file order, then the held-out texts in file order, each
 record with defaults filled in, absent optional fields dropped, keys sorted, compact
 separators, joined by ``"\\n"``. The same content in another whitespace, key order or
-interleaving of held-out lines is the same version.
+interleaving of held-out lines is the same version. Fields added to the format are
+optional and dropped when absent, so the digest of a dataset that does not use them never
+changes.
 """
 
 from __future__ import annotations
@@ -27,10 +39,17 @@ import json
 import math
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
-from typing import Any, Literal, TypeVar
+from typing import Annotated, Any, Literal, TypeVar
 
 import jsonschema
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
 from pydantic_core import ErrorDetails
 
 from evaluators.base import Example
@@ -54,22 +73,66 @@ class GenerationConfig(_Record):
 
     max_new_tokens: int = Field(default=64, ge=1, le=4096)
     chat_template: bool = True
+    system: str | None = Field(default=None, min_length=1)
+
+    def stored(self) -> dict[str, Any]:
+        """The canonical (and stored) form: ``system`` only when set."""
+        return self.model_dump(exclude_none=True)
 
 
 class GenerationRecord(_Record):
     generation: GenerationConfig
 
 
+class Message(_Record):
+    """One chat turn (OpenAI / TRL conversational format)."""
+
+    role: Literal["system", "user", "assistant"]
+    content: str = Field(min_length=1)
+
+
 class ExampleRecord(_Record):
     """One example line; ``id`` may be a string or an integer (stored as a string)."""
 
     id: str | None = Field(default=None, min_length=1, max_length=_KEY_MAX)
-    input: str = Field(min_length=1)
+    input: str | None = Field(default=None, min_length=1)
+    messages: list[Message] | None = Field(default=None, min_length=1)
     reference: str | None = None
     context: str | None = None
     domain: Literal["in", "out"] = "in"
     cohort: str | None = Field(default=None, max_length=_KEY_MAX)
     json_schema: dict[str, Any] | None = None
+    answers: list[Annotated[str, Field(min_length=1)]] | None = Field(default=None, min_length=1)
+    choices: list[Annotated[str, Field(min_length=1)]] | None = Field(default=None, min_length=2)
+    answer: int | None = Field(default=None, ge=0)
+    target: str | None = Field(default=None, min_length=1)
+    expect: Literal["refuse", "comply"] | None = None
+
+    @model_validator(mode="after")
+    def _consistent(self) -> ExampleRecord:
+        if (self.input is None) == (self.messages is None):
+            raise ValueError('an example needs exactly one of "input" or "messages"')
+        if self.messages is not None:
+            if self.messages[-1].role != "user":
+                raise ValueError('the last of "messages" must be the user\'s')
+            if any(m.role == "system" for m in self.messages[1:]):
+                raise ValueError('a "system" message may only be the first of "messages"')
+        if (self.choices is None) != (self.answer is None):
+            raise ValueError('"choices" and "answer" go together')
+        if self.choices is not None and self.answer is not None:
+            if self.answer >= len(self.choices):
+                raise ValueError(
+                    f'"answer" {self.answer} is not an index of "choices" '
+                    f"(0 to {len(self.choices) - 1})"
+                )
+        return self
+
+    def prompt_text(self) -> str:
+        """``input``, or the last (user) message's content."""
+        if self.input is not None:
+            return self.input
+        assert self.messages is not None
+        return self.messages[-1].content
 
     @field_validator("id", mode="before")
     @classmethod
@@ -97,16 +160,36 @@ class HeldoutRecord(_Record):
 
 _ALLOWED_KEYS: dict[tuple[str, ...], Sequence[str]] = {
     ("example",): tuple(ExampleRecord.model_fields),
+    ("example", "messages"): tuple(Message.model_fields),
     ("heldout",): tuple(HeldoutRecord.model_fields),
     ("generation",): tuple(GenerationRecord.model_fields),
     ("generation", "generation"): tuple(GenerationConfig.model_fields),
 }
 
 
+#: The optional example fields: in the canonical record only when set.
+OPTIONAL_FIELDS = (
+    "reference",
+    "context",
+    "cohort",
+    "json_schema",
+    "answers",
+    "choices",
+    "answer",
+    "target",
+    "expect",
+)
+
+
 def example_record(example: Example) -> dict[str, Any]:
-    """The canonical record: ``id``, ``input``, ``domain`` and the optional fields set."""
-    out: dict[str, Any] = {"id": example.id, "input": example.input, "domain": example.domain}
-    for name in ("reference", "context", "cohort", "json_schema"):
+    """The canonical record: ``id``, ``input`` or ``messages``, ``domain`` and the
+    optional fields that are set."""
+    out: dict[str, Any] = {"id": example.id, "domain": example.domain}
+    if example.messages is not None:
+        out["messages"] = example.messages
+    else:
+        out["input"] = example.input
+    for name in OPTIONAL_FIELDS:
         value = getattr(example, name)
         if value is not None:
             out[name] = value
@@ -123,7 +206,7 @@ class ParsedDataset:
 
     @property
     def canonical(self) -> str:
-        return canonical_jsonl(self.generation.model_dump(), self.examples, self.heldout)
+        return canonical_jsonl(self.generation.stored(), self.examples, self.heldout)
 
     @property
     def digest(self) -> str:
@@ -173,12 +256,15 @@ def _describe(error: ErrorDetails, kind: str) -> str:
     loc = tuple(str(p) for p in error["loc"])
     where = ".".join(loc)
     ctx = error.get("ctx", {})
+    if not loc and error["type"] == "value_error":  # a rule across fields
+        return str(ctx.get("error"))
     kind_name = {"example": "an example", "heldout": "a heldout", "generation": "a generation"}
     match error["type"]:
         case "missing":
             return f'"{where}" is required'
         case "extra_forbidden":
-            allowed = _ALLOWED_KEYS.get((kind, *loc[:-1]), ())
+            path = tuple(p for p in loc[:-1] if not p.isdigit())  # list indexes dropped
+            allowed = _ALLOWED_KEYS.get((kind, *path), ())
             known = ", ".join(f'"{k}"' for k in allowed)
             return f'unknown key "{where}" in {kind_name[kind]} record (known: {known})'
         case "literal_error":
@@ -193,6 +279,11 @@ def _describe(error: ErrorDetails, kind: str) -> str:
             return f'"{where}" must be a JSON object'
         case "string_too_short":
             return f'"{where}" must not be empty'
+        case "list_type":
+            return f'"{where}" must be a JSON array'
+        case "too_short":
+            n = ctx.get("min_length")
+            return f'"{where}" must hold at least {n} item{"s" if n != 1 else ""}'
         case "string_too_long":
             return f'"{where}" must be at most {ctx.get("max_length")} characters'
         case "greater_than_equal":
@@ -275,20 +366,26 @@ def parse_dataset(body: bytes) -> ParsedDataset:
                     f'line {number}: the "generation" record must be the first record'
                 )
             generation = _validate(GenerationRecord, obj, number, "generation").generation
+            if generation.system is not None and not generation.chat_template:
+                raise InvalidDataset(f'line {number}: "system" needs "chat_template": true')
         elif "heldout" in obj:
             heldout.append(_validate(HeldoutRecord, obj, number, "heldout").heldout)
         else:
             record = _validate(ExampleRecord, obj, number, "example")
+            if record.messages is not None and not generation.chat_template:
+                raise InvalidDataset(
+                    f'line {number}: "messages" need "chat_template": true in the '
+                    "generation record (they are rendered with the model's chat template)"
+                )
             key = record.id if record.id is not None else str(number)
             if key in first_line:
                 raise InvalidDataset(
                     f'line {number}: duplicate id "{key}" (first used on line {first_line[key]})'
                 )
             first_line[key] = number
-            examples.append(
-                Example(id=key, **record.model_dump(exclude={"id"}))  # defaults filled in
-            )
+            fields = record.model_dump(exclude={"id", "input"})  # defaults filled in
+            examples.append(Example(id=key, input=record.prompt_text(), **fields))
         seen_record = True
     if not examples:
-        raise InvalidDataset('the dataset has no examples (records with an "input")')
+        raise InvalidDataset('the dataset has no examples (records with "input" or "messages")')
     return ParsedDataset(generation=generation, examples=examples, heldout=heldout)

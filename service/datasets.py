@@ -98,7 +98,7 @@ def _insert_version(
             "dataset_id": dataset_id,
             "version": (latest or 0) + 1,
             "digest": digest,
-            "generation": parsed.generation.model_dump(),
+            "generation": parsed.generation.stored(),
             "n_examples": len(examples),
             "n_in_domain": sum(e.domain == "in" for e in examples),
             "n_out_domain": sum(e.domain == "out" for e in examples),
@@ -118,6 +118,12 @@ def _insert_version(
             domain=e.domain,
             cohort=e.cohort,
             json_schema=e.json_schema,
+            messages=e.messages,
+            answers=e.answers,
+            choices=e.choices,
+            answer=e.answer,
+            target=e.target,
+            expect=e.expect,
         )
         for position, e in enumerate(examples)
     )

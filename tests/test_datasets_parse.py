@@ -74,7 +74,7 @@ def test_generation_record_changes_the_digest() -> None:
             b'{"input": "a"}\n\n{"input": "b" "id": 1}',
             "line 3: not valid JSON: Expecting ',' delimiter (col 15)",
         ),
-        (jsonl({"id": "a"}), 'line 1: "input" is required'),
+        (jsonl({"id": "a"}), 'line 1: an example needs exactly one of "input" or "messages"'),
         (jsonl({"input": ""}), 'line 1: "input" must not be empty'),
         (jsonl({"input": 3}), 'line 1: "input" must be a string'),
         (jsonl({"input": "a", "id": True}), 'line 1: "id" must be a string or an integer'),
@@ -115,7 +115,7 @@ def test_generation_record_changes_the_digest() -> None:
             jsonl({"generation": {"temperature": 0.7}}, {"input": "a"}),
             'line 1: unknown key "generation.temperature"',
         ),
-        (jsonl({"input": "a", "answer": "b"}), 'line 1: unknown key "answer" in an example record'),
+        (jsonl({"input": "a", "answr": 1}), 'line 1: unknown key "answr" in an example record'),
         (
             jsonl({"input": "a"}, {"heldout": "h", "input": "b"}),
             'line 2: unknown key "input" in a heldout record',

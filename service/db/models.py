@@ -6,6 +6,7 @@ from datetime import datetime
 from typing import Any
 
 from sqlalchemy import (
+    JSON,
     Boolean,
     Float,
     ForeignKey,
@@ -93,6 +94,13 @@ class DatasetExample(Base):
     domain: Mapped[str] = mapped_column(String(3), default="in")
     cohort: Mapped[str | None] = mapped_column(String(200), default=None)
     json_schema: Mapped[dict[str, Any] | None] = mapped_column(default=None)
+    # chat prompt (``input`` then holds its last user message) and the evidence fields
+    messages: Mapped[list[dict[str, str]] | None] = mapped_column(JSON, default=None)
+    answers: Mapped[list[str] | None] = mapped_column(JSON, default=None)
+    choices: Mapped[list[str] | None] = mapped_column(JSON, default=None)
+    answer: Mapped[int | None] = mapped_column(Integer, default=None)
+    target: Mapped[str | None] = mapped_column(Text, default=None)
+    expect: Mapped[str | None] = mapped_column(String(8), default=None)
 
 
 class HeldoutText(Base):

@@ -10,7 +10,7 @@ compute what it would compute alone.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -18,6 +18,9 @@ import torch
 
 from service.engine.loading import LoadedModel
 from service.errors import ModelLoadError
+
+#: A prompt: one user turn's text, or chat messages (``{"role", "content"}``, last the user's).
+Prompt = str | Sequence[Mapping[str, str]]
 
 
 @dataclass(frozen=True)
@@ -29,25 +32,52 @@ class GenerationOutput:
     n_new_tokens: int
 
 
-def render_prompt(tokenizer: Any, prompt: str, *, chat_template: bool) -> str:
-    """The text the model sees: the prompt as a user turn of the chat template, or as is."""
+def chat_messages(prompt: Prompt, system: str | None = None) -> list[dict[str, str]]:
+    """The conversation a prompt stands for: a text is one user turn; ``system`` goes first
+    unless the messages open with their own system message."""
+    if isinstance(prompt, str):
+        messages = [{"role": "user", "content": prompt}]
+    else:
+        messages = [{"role": m["role"], "content": m["content"]} for m in prompt]
+    if system is not None and messages[0]["role"] != "system":
+        messages.insert(0, {"role": "system", "content": system})
+    return messages
+
+
+def render_prompt(
+    tokenizer: Any, prompt: Prompt, *, chat_template: bool, system: str | None = None
+) -> str:
+    """The text the model sees: the prompt (and ``system``) through the chat template, or,
+    without a template, a text prompt as is.
+
+    Raises ``ModelLoadError`` when the tokenizer has no chat template and ``ValueError``
+    for chat messages or a system prompt without ``chat_template``.
+    """
     if not chat_template:
+        if not isinstance(prompt, str) or system is not None:
+            raise ValueError("chat messages and a system prompt need chat_template=True")
         return prompt
     if not getattr(tokenizer, "chat_template", None):
         raise ModelLoadError(
             "the tokenizer has no chat template; generate with chat_template=False"
         )
     text = tokenizer.apply_chat_template(
-        [{"role": "user", "content": prompt}], add_generation_prompt=True, tokenize=False
+        chat_messages(prompt, system), add_generation_prompt=True, tokenize=False
     )
     return str(text)
 
 
 def encode_prompts(
-    tokenizer: Any, prompts: Sequence[str], *, chat_template: bool
+    tokenizer: Any,
+    prompts: Sequence[Prompt],
+    *,
+    chat_template: bool,
+    system: str | None = None,
 ) -> list[list[int]]:
     """Token ids per prompt. Special tokens come from the template, never added twice."""
-    texts = [render_prompt(tokenizer, p, chat_template=chat_template) for p in prompts]
+    texts = [
+        render_prompt(tokenizer, p, chat_template=chat_template, system=system) for p in prompts
+    ]
     encoded = tokenizer(texts, add_special_tokens=not chat_template)
     return [list(ids) for ids in encoded["input_ids"]]
 
@@ -94,10 +124,11 @@ def _answer_ids(row: list[int], eos: set[int]) -> list[int]:
 
 def generate(
     loaded: LoadedModel,
-    prompts: Sequence[str],
+    prompts: Sequence[Prompt],
     *,
     max_new_tokens: int = 64,
     chat_template: bool = True,
+    system: str | None = None,
     batch_size: int = 8,
     seed: int = 0,
 ) -> list[GenerationOutput]:
@@ -112,7 +143,7 @@ def generate(
     if batch_size < 1 or max_new_tokens < 1:
         raise ValueError("batch_size and max_new_tokens must be positive")
     model, tokenizer = loaded.model, loaded.tokenizer
-    encoded = encode_prompts(tokenizer, prompts, chat_template=chat_template)
+    encoded = encode_prompts(tokenizer, prompts, chat_template=chat_template, system=system)
     if any(not ids for ids in encoded):
         raise ValueError("a prompt encodes to no tokens")
     config = _generation_config(model, tokenizer, max_new_tokens)

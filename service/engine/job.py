@@ -168,11 +168,13 @@ def _run(evaluation_id: int, ctx: WorkerContext, heartbeat: lease.Heartbeat) -> 
             names = BUILTIN_HUB_NAMES.get(spec.base_model, ())
             check_adapter_matches_base(info, tensor_shapes(base_dir), base_names=names)
     base_digests = folder_weight_digests(base_dir) if spec.candidate_kind != "full" else {}
-    generation_config = {
+    generation_config: dict[str, Any] = {
         "max_new_tokens": int(spec.config.get("max_new_tokens", 64)),
         "chat_template": bool(spec.config.get("chat_template", True)),
         "seed": int(spec.config.get("seed", 0)),
     }
+    if spec.config.get("system") is not None:  # absent when unset: older cache keys hold
+        generation_config["system"] = str(spec.config["system"])
     pool = ctx.model_pool()
     key = cache_key(
         base_digests=base_digests,
@@ -250,9 +252,10 @@ def _generate_and_score(
         chunk = todo[start : start + chunk_size]
         outputs = generate(
             loaded,
-            [e.input for e in chunk],
+            [e.messages if e.messages is not None else e.input for e in chunk],
             max_new_tokens=generation_config["max_new_tokens"],
             chat_template=generation_config["chat_template"],
+            system=generation_config.get("system"),
             batch_size=ctx.settings.batch_size,
             seed=generation_config["seed"],
         )

@@ -34,6 +34,12 @@ def example_of(row: DatasetExample) -> Example:
         domain="out" if row.domain == "out" else "in",
         cohort=row.cohort,
         json_schema=row.json_schema,
+        messages=row.messages,
+        answers=row.answers,
+        choices=row.choices,
+        answer=row.answer,
+        target=row.target,
+        expect="refuse" if row.expect == "refuse" else "comply" if row.expect else None,
     )
 
 

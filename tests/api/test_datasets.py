@@ -85,6 +85,47 @@ def test_push_round_trip(client: TestClient, auth: Headers) -> None:
     assert (status, again["version"], again["created"]) == (200, 1, False)
 
 
+CHAT_RECORDS = [
+    {"generation": {"system": "You are a support bot."}},
+    {
+        "id": "chat",
+        "messages": [
+            {"role": "user", "content": "Hi"},
+            {"role": "assistant", "content": "Hello."},
+            {"role": "user", "content": "Capital of France?"},
+        ],
+        "answers": ["Paris"],
+        "domain": "out",
+    },
+    {"id": "mc", "input": "2+2?", "choices": ["3", "4"], "answer": 1, "target": " 4"},
+    {"id": "safe", "input": "How do I kill a Python process?", "expect": "comply"},
+]
+
+
+def test_chat_and_evidence_fields_round_trip(client: TestClient, auth: Headers) -> None:
+    status, body = push(client, auth, jsonl(CHAT_RECORDS), name="chat")
+    assert status == 201, body
+    assert body["generation"] == {
+        "max_new_tokens": 64,
+        "chat_template": True,
+        "system": "You are a support bot.",
+    }
+    items = client.get("/v1/datasets/chat/versions/1/examples", headers=auth).json()["items"]
+    assert items[0]["messages"] == CHAT_RECORDS[1]["messages"]
+    assert items[0]["input"] == "Capital of France?"
+    assert items[0]["answers"] == ["Paris"]
+    assert (items[1]["choices"], items[1]["answer"], items[1]["target"]) == (["3", "4"], 1, " 4")
+    assert (items[1]["messages"], items[2]["expect"]) == (None, "comply")
+
+    stored = client.get("/v1/datasets/chat/versions/1/jsonl", headers=auth)
+    assert hashlib.sha256(stored.content).hexdigest() == body["digest"]
+    lines = [json.loads(line) for line in stored.text.split("\n")]
+    assert lines[1] == {**CHAT_RECORDS[1]}
+    assert "input" not in lines[1]
+    status, again = push(client, auth, stored.content, name="chat")
+    assert (status, again["version"]) == (200, 1)
+
+
 def test_reads(client: TestClient, auth: Headers) -> None:
     first = push(client, auth, jsonl(RECORDS))[1]
     second = push(client, auth, jsonl([*RECORDS, {"input": "One more."}]))[1]
@@ -186,7 +227,10 @@ def test_text_plain_push(client: TestClient, auth: Headers) -> None:
 
 BAD_PUSHES = [
     (['{"input": "a"}', '{"input": "b",, }'], "line 2: not valid JSON: Expecting property"),
-    (['{"input": "a"}', "", '{"id": "x"}'], 'line 3: "input" is required'),
+    (
+        ['{"input": "a"}', "", '{"id": "x"}'],
+        'line 3: an example needs exactly one of "input" or "messages"',
+    ),
     (['{"input": "a", "domain": "both"}'], 'line 1: "domain" must be "in" or "out"'),
     (['{"input": "a", "id": 1}', '{"input": "b", "id": "1"}'], 'line 2: duplicate id "1"'),
     (
@@ -194,7 +238,7 @@ BAD_PUSHES = [
         'line 2: "json_schema" is not a valid JSON Schema',
     ),
     (['{"input": "a"}', '{"generation": {"max_new_tokens": 8}}'], 'line 2: the "generation"'),
-    (['{"input": "a", "answer": "b"}'], 'line 1: unknown key "answer"'),
+    (['{"input": "a", "answr": "b"}'], 'line 1: unknown key "answr"'),
     (['{"heldout": "h"}'], "the dataset has no examples"),
 ]
 

@@ -90,3 +90,31 @@ def test_missing_chat_template_is_an_error(
     with pytest.raises(ModelLoadError, match="no chat template"):
         generate(bare, ["hi"])
     assert generate(bare, ["hi"], chat_template=False, max_new_tokens=3)[0].n_new_tokens == 3
+
+
+def test_chat_messages_and_system_prompt_use_the_template(context_model: LoadedModel) -> None:
+    tokenizer = context_model.tokenizer
+    chat = [
+        {"role": "user", "content": "hi"},
+        {"role": "assistant", "content": "hello"},
+        {"role": "user", "content": "bye"},
+    ]
+    [ids] = encode_prompts(tokenizer, [chat], chat_template=True, system="Be terse.")
+    text = tokenizer.decode(ids)
+    assert text.startswith("<|im_start|>system\nBe terse.<|im_end|>")
+    assert text.index("hi") < text.index("hello") < text.index("bye")
+    assert text.endswith("<|im_start|>assistant\n")
+    # the record's own system message wins over the dataset-wide one
+    own = [{"role": "system", "content": "Be kind."}, chat[-1]]
+    [own_ids] = encode_prompts(tokenizer, [own], chat_template=True, system="Be terse.")
+    assert "Be kind." in tokenizer.decode(own_ids)
+    assert "Be terse." not in tokenizer.decode(own_ids)
+    # a one-turn text prompt is the same as a one-message conversation
+    one = [{"role": "user", "content": "bye"}]
+    assert encode_prompts(tokenizer, ["bye"], chat_template=True, system="s") == encode_prompts(
+        tokenizer, [one], chat_template=True, system="s"
+    )
+    outputs = generate(context_model, [chat, "bye"], max_new_tokens=5, system="Be terse.")
+    assert outputs[0].n_prompt_tokens == len(ids)
+    with pytest.raises(ValueError, match="need chat_template=True"):
+        encode_prompts(tokenizer, [chat], chat_template=False)

@@ -74,6 +74,12 @@ class ExampleOut(BaseModel):
     domain: str
     cohort: str | None
     json_schema: dict[str, Any] | None
+    messages: list[dict[str, str]] | None = None
+    answers: list[str] | None = None
+    choices: list[str] | None = None
+    answer: int | None = None
+    target: str | None = None
+    expect: str | None = None
 
     @classmethod
     def of(cls, row: DatasetExample) -> ExampleOut:
@@ -86,6 +92,12 @@ class ExampleOut(BaseModel):
             domain=row.domain,
             cohort=row.cohort,
             json_schema=row.json_schema,
+            messages=row.messages,
+            answers=row.answers,
+            choices=row.choices,
+            answer=row.answer,
+            target=row.target,
+            expect=row.expect,
         )
 
 
