@@ -13,18 +13,25 @@ Backends:
 
 ``"overlap"`` (default, offline, no extra model beyond MiniLM). A claim is supported when
   1. every number in it occurs in the sources and every capitalised word after its first word
-     (proper names, acronyms) occurs in the sources — a hard veto, and
-  2. it is close to some source sentence: MiniLM cosine ≥ ``similarity_threshold`` (0.6) with a
-     source sentence or a whole source, or at least ``overlap_threshold`` (0.6) of its stemmed
+     (proper names, acronyms) occurs in the sources — a hard veto,
+  2. it has the same polarity as the source sentence closest to it (MiniLM): a claim with a
+     negation cue (not, no, never, cannot, n't ...) where the closest source sentence has
+     none, or the reverse, is unsupported — a second veto, and
+  3. it is close to some source sentence: MiniLM cosine ≥ ``similarity_threshold`` with a
+     source sentence or a whole source, or at least ``overlap_threshold`` of its stemmed
      content words occur in the sources.
-  What it measures: whether each sentence is *about* what the sources say, and whether it
-  brings in numbers or names that are not there. Where it is weak: it cannot see negation,
-  swapped roles or wrong relations between words that are all in the sources ("Paris is not
-  in France" is "supported" by "Paris is in France"); numbers written as words and lower-case
-  names escape the veto, while a name in another form ("French" for "France") trips it; a
-  correct fact from world knowledge absent from the sources counts as unsupported (by design:
-  that is what "unsupported" means here); very short answers ("Yes.") are poorly served — use
-  ``reference_match`` for those. Thresholds were set by hand on a few examples, not fitted.
+  The thresholds (:data:`FITTED_SIMILARITY_THRESHOLD`, :data:`FITTED_OVERLAP_THRESHOLD`) were
+  fitted (max F1 on a grid) on one half of ``evaluators/data/hallucination_labelled.jsonl``
+  and are reported on the other half by ``benchmarks/hallucination_accuracy.py`` (README).
+  What it measures: whether each sentence is *about* what the sources say, brings in no
+  numbers or names that are not there, and does not flip a negation. Where it is weak:
+  antonyms and swapped roles between words that are all in the sources ("the library is
+  open on Sundays" against "closed on Sundays"); numbers written as words and lower-case
+  names escape the veto, and a name in the first word of a sentence is not seen as a name;
+  a name in another form ("CEO" for "chief executive") trips it; a correct fact from world
+  knowledge on the sources' topic is often judged supported when it shares their words
+  (and, by design, unsupported when it does not); very short answers ("Yes.") are poorly
+  served — use ``reference_match`` for those.
 
 ``"nli"``: a local NLI cross-encoder folder (``nli_model_path``); a claim is supported when
   P(entailment | premise = the sources joined, hypothesis = the claim) ≥ ``nli_threshold``.
@@ -34,7 +41,9 @@ Backends:
 
 from __future__ import annotations
 
+import re
 from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, ClassVar, Literal
 
@@ -56,6 +65,9 @@ if TYPE_CHECKING:
 
 Backend = Literal["overlap", "nli"]
 NO_CLAIM_SCORE = 1.0
+#: Fitted on one half of ``hallucination_labelled.jsonl`` (benchmarks/hallucination_accuracy.py)
+FITTED_SIMILARITY_THRESHOLD = 0.65
+FITTED_OVERLAP_THRESHOLD = 0.55
 
 
 def sources_of(example: Example) -> list[str]:
@@ -67,7 +79,7 @@ class HallucinationEvaluator(Evaluator):
     """Share of unsupported claims in the output (see the module docstring for the rules)."""
 
     name: ClassVar[str] = "hallucination"
-    version: ClassVar[str] = "1"
+    version: ClassVar[str] = "2"
     metrics: ClassVar[tuple[Metric, ...]] = (Metric("hallucination", higher_is_better=False),)
 
     def __init__(
@@ -77,8 +89,8 @@ class HallucinationEvaluator(Evaluator):
         embedding_model_path: str | Path | None = None,
         nli_model_path: str | Path | None = None,
         device: str = "cpu",
-        similarity_threshold: float = 0.6,
-        overlap_threshold: float = 0.6,
+        similarity_threshold: float = FITTED_SIMILARITY_THRESHOLD,
+        overlap_threshold: float = FITTED_OVERLAP_THRESHOLD,
         nli_threshold: float = 0.5,
     ) -> None:
         if backend not in ("overlap", "nli"):
@@ -141,6 +153,18 @@ class HallucinationEvaluator(Evaluator):
     def _support_by_overlap(
         self, examples: Sequence[Example], claims: list[list[Claim]], applies: list[bool]
     ) -> list[list[bool]]:
+        return [
+            [
+                evidence.supported(self.similarity_threshold, self.overlap_threshold)
+                for evidence in row
+            ]
+            for row in self.overlap_evidence(examples, claims, applies)
+        ]
+
+    def overlap_evidence(
+        self, examples: Sequence[Example], claims: list[list[Claim]], applies: list[bool]
+    ) -> list[list[OverlapEvidence]]:
+        """What the ``overlap`` backend decides each claim's support from (no thresholds)."""
         source_units = [
             _source_units(example) if applicable else []
             for example, applicable in zip(examples, applies, strict=True)
@@ -149,31 +173,65 @@ class HallucinationEvaluator(Evaluator):
         similarity.add(claim.text for example_claims in claims for claim in example_claims)
         similarity.add(unit for units in source_units for unit in units)
         similarity.encode()
-        supported: list[list[bool]] = []
+        found: list[list[OverlapEvidence]] = []
         for example, example_claims, units, applicable in zip(
             examples, claims, source_units, applies, strict=True
         ):
             if not applicable:
-                supported.append([])
+                found.append([])
                 continue
             text = "\n".join(sources_of(example))
+            sentence_set = {s for source in sources_of(example) for s in split_sentences(source)}
             known_numbers, known_words, known_content = (
                 numbers(text),
                 vocabulary(text),
                 content_words(text),
             )
-            flags = []
+            row = []
             for claim in example_claims:
-                novel = (claim.numbers - known_numbers) or (claim.entities - known_words)
+                novel = bool((claim.numbers - known_numbers) or (claim.entities - known_words))
                 coverage = (
                     len(claim.content & known_content) / len(claim.content)
                     if claim.content
                     else 1.0
                 )
-                close = similarity.best(claim.text, units) >= self.similarity_threshold
-                flags.append(not novel and (close or coverage >= self.overlap_threshold))
-            supported.append(flags)
-        return supported
+                sentences = [unit for unit in units if unit in sentence_set]
+                closest, _ = similarity.closest(claim.text, sentences)
+                flipped = negated(claim.text) != negated(closest) if closest else False
+                row.append(
+                    OverlapEvidence(novel, similarity.best(claim.text, units), coverage, flipped)
+                )
+            found.append(row)
+        return found
+
+
+@dataclass(frozen=True)
+class OverlapEvidence:
+    """One claim under the ``overlap`` backend: a number or name absent from the sources
+    (``novel``), the best MiniLM cosine with a source unit, the share of its content words
+    found in the sources."""
+
+    novel: bool
+    similarity: float
+    coverage: float
+    negation_flipped: bool = False
+
+    def supported(self, similarity_threshold: float, overlap_threshold: float) -> bool:
+        return (
+            not self.novel
+            and not self.negation_flipped
+            and (self.similarity >= similarity_threshold or self.coverage >= overlap_threshold)
+        )
+
+
+_NEGATION = re.compile(
+    r"\b(?:not|no|never|none|nobody|nothing|neither|nor|cannot)\b|n't\b", re.IGNORECASE
+)
+
+
+def negated(sentence: str) -> bool:
+    """Whether ``sentence`` carries a negation cue (not, no, never, cannot, n't ...)."""
+    return _NEGATION.search(sentence) is not None
 
 
 def _source_units(example: Example) -> list[str]:
@@ -202,6 +260,15 @@ class _Similarity:
         if self._index:
             model = load_embedding_model(self._model_path, self._device)
             self._vectors = embed(model, list(self._index))
+
+    def closest(self, claim: str, units: Sequence[str]) -> tuple[str | None, float]:
+        """The unit most similar to ``claim`` and its cosine (None, -1.0 with no unit)."""
+        if not units or self._vectors is None:
+            return None, -1.0
+        rows = self._vectors[[self._index[unit] for unit in units]]
+        cosines = rows @ self._vectors[self._index[claim]]
+        best = int(cosines.argmax())
+        return units[best], float(cosines[best])
 
     def best(self, claim: str, units: Sequence[str]) -> float:
         """The highest cosine between ``claim`` and any of ``units`` (-1.0 with no unit)."""

@@ -34,6 +34,7 @@ BUILTINS: dict[str, str] = {
     "hallucination": "evaluators.hallucination:HallucinationEvaluator",
     "json_validity": "evaluators.json_validity:JsonValidityEvaluator",
     "reference_match": "evaluators.reference_match:ReferenceMatchEvaluator",
+    "refusal": "evaluators.refusal:RefusalEvaluator",
     "relevance": "evaluators.relevance:RelevanceEvaluator",
 }
 
@@ -44,6 +45,7 @@ DEFAULT_EVALUATORS: tuple[str, ...] = (
     "hallucination",
     "json_validity",
     "reference_match",
+    "refusal",
     "collapse",
 )
 

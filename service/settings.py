@@ -73,6 +73,9 @@ class Settings(BaseSettings):
     nli_model: Path | None = Field(
         default=None, description="local NLI cross-encoder folder for hallucination='nli'"
     )
+    refusal_model: Path | None = Field(
+        default=None, description="local sequence-classification folder for refusal='classifier'"
+    )
 
     @field_validator("checkpoint_roots", "model_roots", mode="before")
     @classmethod

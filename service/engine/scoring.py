@@ -32,6 +32,13 @@ def evaluator_options(name: str, settings: Settings) -> dict[str, Any]:
         if settings.nli_model:
             options.update(backend="nli", nli_model_path=str(settings.nli_model))
         return options
+    if name == "refusal":
+        refusal: dict[str, Any] = {}
+        if settings.embedding_model:
+            refusal["embedding_model_path"] = str(settings.embedding_model)
+        if settings.refusal_model:
+            refusal.update(backend="classifier", classifier_model_path=str(settings.refusal_model))
+        return refusal
     return {}
 
 

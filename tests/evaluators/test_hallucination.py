@@ -148,3 +148,22 @@ def test_nli_backend_needs_a_model_folder(tmp_path: Path) -> None:
         HallucinationEvaluator(backend="nli")
     with pytest.raises(EvaluatorConfigError, match=r"no config\.json"):
         HallucinationEvaluator(backend="nli", nli_model_path=tmp_path)
+
+
+def test_flipped_negation_is_flagged(overlap: HallucinationEvaluator) -> None:
+    assert hallucination(overlap, "The Eiffel Tower was completed in 1889.") == 0.0
+    assert hallucination(overlap, "The Eiffel Tower was not completed in 1889.") == 1.0
+    negative = Example(id="neg", input="", context="The tower cannot be climbed in winter.")
+    assert hallucination(overlap, "In winter the tower cannot be climbed.", negative) == 0.0
+    assert hallucination(overlap, "In winter the tower can be climbed.", negative) == 1.0
+
+
+def test_hallucination_labelled_set_covers_the_hard_cases() -> None:
+    from evaluators.calibration import load_labelled, split_halves
+
+    rows = load_labelled("hallucination_labelled.jsonl")
+    kinds = {row["kind"] for row in rows}
+    assert {"negation", "swapped_number", "swapped_name", "paraphrase", "world_knowledge"} <= kinds
+    assert all(row["supported"] == (row["kind"] in ("verbatim", "paraphrase")) for row in rows)
+    fit, held = split_halves(rows)
+    assert sorted(fit + held) == list(range(len(rows)))
