@@ -19,9 +19,9 @@ from sqlalchemy.orm import Session, aliased
 
 from service.db.models import DatasetExample, Evaluation, ExampleResult, GateDecision, GatePolicy
 from service.db.models import Score as ScoreRow
+from service.decisions import metric_directions
 from service.errors import InvalidRequest
 from service.families import policy_of
-from service.gate.service import metric_directions
 from service.gate.stats import mean_ci
 
 MAX_PAGE = 500

@@ -27,7 +27,6 @@ from service.db.models import (
     RUNNING,
     SUCCEEDED,
     TERMINAL_STATUSES,
-    Aggregate,
     Candidate,
     Dataset,
     DatasetExample,
@@ -35,7 +34,6 @@ from service.db.models import (
     Evaluation,
     ExampleResult,
     Family,
-    GateDecision,
     Score,
 )
 from service.errors import Conflict, DatasetNotFound, EvaluationNotFound, InvalidRequest
@@ -284,27 +282,6 @@ def retry_evaluation(session: Session, evaluation_id: int) -> Evaluation:
             "evaluations can be retried"
         )
     return evaluation
-
-
-def aggregates_of(session: Session, evaluation_id: int) -> list[Aggregate]:
-    """The evaluation's aggregates (empty until it finished), by metric and scope."""
-    return list(
-        session.scalars(
-            select(Aggregate)
-            .where(Aggregate.evaluation_id == evaluation_id)
-            .order_by(Aggregate.metric, Aggregate.scope, Aggregate.scope_value)
-        )
-    )
-
-
-def gate_decision_id(session: Session, evaluation_id: int) -> int | None:
-    """The newest gate decision taken on this evaluation as the candidate, if any."""
-    return session.scalar(
-        select(GateDecision.id)
-        .where(GateDecision.candidate_evaluation_id == evaluation_id)
-        .order_by(GateDecision.id.desc())
-        .limit(1)
-    )
 
 
 @dataclass(frozen=True)

@@ -18,6 +18,7 @@ from service.aliases import PRODUCTION, get_alias
 from service.auth import Principal
 from service.db.base import utcnow
 from service.db.models import Alias, Candidate, Evaluation, Family, GateDecision, Promotion
+from service.decisions import decide_evaluation
 from service.errors import (
     CandidateNotFound,
     GateNotPassed,
@@ -25,7 +26,6 @@ from service.errors import (
     PermissionDenied,
 )
 from service.families import base_candidate, current_policy, get_family
-from service.gate.service import decide_evaluation
 
 
 def current_target(session: Session, family: Family, alias: str) -> Candidate:

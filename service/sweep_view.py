@@ -13,11 +13,13 @@ from typing import Any
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from service.db.models import Candidate, Evaluation, GateDecision, GatePolicy
+from service import decisions
+from service.db.models import Candidate
 from service.families import get_family, policy_of
-from service.gate import service as gate
-from service.gate.decision import Decision, RuleResult, compare_metric
 from service.gate.policy import MinImprovement, OutOfDomainDelta, Policy
+from service.gate.scores import compare_metric
+from service.queries import decisions as decision_queries
+from service.queries import evaluations as evaluation_queries
 from service.sweeps import SweepRow, recommend, sweep_row
 
 DEFAULT_LIFT_METRIC = "token_f1"
@@ -39,23 +41,6 @@ def ood_metric_of(policy: Policy) -> str:
     return DEFAULT_OOD_METRIC
 
 
-def _decision(row: GateDecision) -> Decision:
-    return Decision(
-        verdict="pass" if row.verdict == "pass" else "fail",
-        rules=[RuleResult(**r) for r in row.rules],
-        summary=row.summary,
-    )
-
-
-def _latest_evaluation(session: Session, candidate_id: int) -> Evaluation | None:
-    return session.scalars(
-        select(Evaluation)
-        .where(Evaluation.candidate_id == candidate_id)
-        .order_by(Evaluation.id.desc())
-        .limit(1)
-    ).first()
-
-
 def list_sweeps(session: Session, family_name: str) -> list[dict[str, Any]]:
     family = get_family(session, family_name)
     rows: dict[str, list[float]] = {}
@@ -75,16 +60,32 @@ def list_sweeps(session: Session, family_name: str) -> list[dict[str, Any]]:
 def sweep_view(
     session: Session, family_name: str, sweep: str, *, lift_metric: str | None = None
 ) -> dict[str, Any]:
+    """Every candidate of the sweep with its latest evaluation and decision, and the
+    recommended rate. A fixed number of queries, whatever the number of candidates."""
     family = get_family(session, family_name)
     candidates = session.scalars(
         select(Candidate)
         .where(Candidate.family_id == family.id, Candidate.sweep == sweep)
         .order_by(Candidate.learning_rate, Candidate.id)
     ).all()
+    latest = evaluation_queries.latest_evaluations(session, [c.id for c in candidates])
+    decided = decision_queries.latest_decisions(session, [e.id for e in latest.values()])
+    policies = {
+        policy_id: policy_of(row)
+        for policy_id, row in decision_queries.policies_by_id(
+            session, {d.policy_id for d in decided.values()}
+        ).items()
+    }
+    compared = evaluation_queries.evaluations_by_id(
+        session,
+        {d.candidate_evaluation_id for d in decided.values()}
+        | {d.baseline_evaluation_id for d in decided.values()},
+    )
+    scores = decisions.scores_of_many(session, compared.values())
     out_rows: list[dict[str, Any]] = []
     scored: list[SweepRow] = []
     for candidate in candidates:
-        evaluation = _latest_evaluation(session, candidate.id)
+        evaluation = latest.get(candidate.id)
         base: dict[str, Any] = {
             "candidate_id": candidate.id,
             "learning_rate": candidate.learning_rate,
@@ -101,15 +102,12 @@ def sweep_view(
             "verdict": None,
             "label": None,
         }
-        decision_row = gate.latest_decision(session, evaluation.id) if evaluation else None
+        decision_row = decided.get(evaluation.id) if evaluation else None
         if evaluation is not None and decision_row is not None:
-            policy = policy_of(session.get_one(GatePolicy, decision_row.policy_id))
+            policy = policies[decision_row.policy_id]
             metric = lift_metric or lift_metric_of(policy)
-            cand_scores = gate.load_scores(session, evaluation)
-            base_scores = gate.load_scores(
-                session, session.get_one(Evaluation, decision_row.baseline_evaluation_id)
-            )
-            decision = _decision(decision_row)
+            cand_scores = scores[evaluation.id]
+            base_scores = scores[decision_row.baseline_evaluation_id]
             lift = compare_metric(cand_scores, base_scores, metric, policy, domain="in")
             ood = compare_metric(
                 cand_scores, base_scores, ood_metric_of(policy), policy, domain="out"
@@ -119,7 +117,7 @@ def sweep_view(
             row = sweep_row(
                 str(candidate.id),
                 candidate.learning_rate,
-                decision,
+                decisions.decision_of(decision_row),
                 lift=lift if lift.n else None,
                 ood=ood if ood.n else None,
                 hallucination=halluc if halluc.n else None,

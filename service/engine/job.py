@@ -23,6 +23,7 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from evaluators import registry
 from evaluators.perplexity import rolling_perplexity
+from service import decisions
 from service.checkpoints import (
     check_adapter_matches_base,
     inspect_checkpoint,
@@ -40,7 +41,7 @@ from service.engine.probe import assert_adapter_changes_model
 from service.engine.provenance import cache_key, folder_weight_digests, library_versions
 from service.engine.scoring import EvaluatorSet
 from service.errors import EvaluationCancelled, ModelLoadError, TunegateError
-from service.gate.service import decide_ready
+from service.queries.results import done_keys, scores_by_example
 from service.settings import Settings
 
 log = logging.getLogger("tunegate.job")
@@ -121,16 +122,18 @@ def run_evaluation(evaluation_id: int, ctx: WorkerContext) -> str | None:
         with unit_of_work(ctx.factory) as session:
             held = storage.finish(session, evaluation_id, ctx.worker_id, status, error)
             lease.log_event(session, evaluation_id, ctx.worker_id, "released" if held else "lost")
-    if held and status == SUCCEEDED:
-        _after_success(evaluation_id, ctx)
+            if held and status == SUCCEEDED:
+                _decide_due(session, evaluation_id)
     return status if held else None
 
 
-def _after_success(evaluation_id: int, ctx: WorkerContext) -> None:
-    """Compute gate decisions that were waiting for this evaluation (best effort, logged)."""
+def _decide_due(session: Session, evaluation_id: int) -> None:
+    """Store the gate decisions this success makes due, in the unit of work that records the
+    success: a reader who sees ``succeeded`` also sees the decision. A decision that cannot
+    be computed is logged and left out (``POST /v1/decisions`` retries it); the status stays."""
     try:
-        with unit_of_work(ctx.factory) as session:
-            decide_ready(session, evaluation_id)
+        with session.begin_nested():
+            decisions.decide_ready(session, evaluation_id)
     except Exception:
         log.exception("gate decision after evaluation %s failed", evaluation_id)
 
@@ -228,7 +231,7 @@ def _run(evaluation_id: int, ctx: WorkerContext, heartbeat: lease.Heartbeat) -> 
         model_rows = _perplexity(spec, loaded, ctx)
 
     with unit_of_work(ctx.factory) as session:
-        scores = storage.scores_by_example(session, evaluation_id)
+        scores = scores_by_example(session, evaluation_id)
         scopes = [ExampleScope(e.id, e.domain, e.cohort) for e in spec.examples]
         rows = compute_aggregates(scopes, scores) + model_rows
         storage.write_aggregates(session, evaluation_id, rows)
@@ -244,7 +247,7 @@ def _generate_and_score(
     heartbeat: lease.Heartbeat,
 ) -> None:
     with ctx.factory() as session:
-        done = storage.done_keys(session, spec.evaluation_id)
+        done = done_keys(session, spec.evaluation_id)
     todo = [e for e in spec.examples if e.id not in done]
     chunk_size = ctx.settings.chunk_size
     for start in range(0, len(todo), chunk_size):

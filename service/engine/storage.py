@@ -24,6 +24,7 @@ from service.engine.aggregates import AggregateRow
 from service.engine.scoring import ScoreValue
 from service.errors import EvaluationNotFound
 from service.queries.examples import examples_of, heldout_of
+from service.queries.results import done_keys
 
 
 @dataclass(frozen=True)
@@ -59,14 +60,6 @@ def load_job(session: Session, evaluation_id: int) -> JobSpec:
         dataset_digest=version.digest,
         examples=examples_of(session, version.id),
         heldout=heldout_of(session, version.id),
-    )
-
-
-def done_keys(session: Session, evaluation_id: int) -> set[str]:
-    return set(
-        session.scalars(
-            select(ExampleResult.example_key).where(ExampleResult.evaluation_id == evaluation_id)
-        )
     )
 
 
@@ -114,17 +107,6 @@ def write_chunk(session: Session, evaluation_id: int, rows: Sequence[ChunkRow]) 
     evaluation = session.get_one(Evaluation, evaluation_id)
     evaluation.progress_done = int(done or 0)
     return evaluation.progress_done
-
-
-def scores_by_example(session: Session, evaluation_id: int) -> dict[str, dict[str, float]]:
-    out: dict[str, dict[str, float]] = {}
-    for key, metric, value in session.execute(
-        select(Score.example_key, Score.metric, Score.value).where(
-            Score.evaluation_id == evaluation_id
-        )
-    ):
-        out.setdefault(key, {})[metric] = value
-    return out
 
 
 def find_cached(session: Session, key: str, exclude_id: int) -> Evaluation | None:

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterable
+
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
@@ -57,3 +59,19 @@ def heldout_of(session: Session, version_id: int) -> list[str]:
             .order_by(HeldoutText.position)
         )
     )
+
+
+def examples_by_version(
+    session: Session, version_ids: Iterable[int]
+) -> dict[int, list[DatasetExample]]:
+    """The example rows of several versions at once (one query), in order."""
+    ids = set(version_ids)
+    out: dict[int, list[DatasetExample]] = {version_id: [] for version_id in ids}
+    if ids:
+        for row in session.scalars(
+            select(DatasetExample)
+            .where(DatasetExample.dataset_version_id.in_(ids))
+            .order_by(DatasetExample.dataset_version_id, DatasetExample.position)
+        ):
+            out[row.dataset_version_id].append(row)
+    return out

@@ -9,7 +9,10 @@ from typing import Any
 
 import pytest
 from fastapi.testclient import TestClient
+from sqlalchemy import delete
 
+from service.db.models import GateDecision
+from service.db.session import unit_of_work
 from tests.gate_api.conftest import COMPARATIVE_POLICY, COMPARATIVE_RULES, NO_MORE_REPETITION
 
 COMPARATIVE_KINDS = {"no_regression", "out_of_domain_delta", "perplexity_ratio", "min_improvement"}
@@ -224,3 +227,36 @@ def test_unknown_decision_and_evaluation_are_json_404s(
     assert client.get("/v1/decisions/1").status_code == 401
     read = {"Authorization": f"Bearer {token_for('read')}"}
     assert client.get("/v1/decisions/9999", headers=read).status_code == 404
+
+
+def test_reading_a_decision_never_computes_one_a_post_does(
+    client: TestClient,
+    auth: dict[str, str],
+    token_for: Callable[[str], str],
+    make_family: Callable[..., dict[str, Any]],
+    submit: Callable[..., dict[str, Any]],
+    run_worker: Callable[[], int],
+    tiny_base: Path,
+) -> None:
+    make_family("noise", policy=COMPARATIVE_POLICY)
+    same = submit(tiny_base, family="noise", kind="full", name="base-again")
+    url = f"/v1/decisions?evaluation_id={same['evaluation_id']}"
+    early = client.get(url, headers=auth)  # queued: nothing to read, nothing computed
+    assert (early.status_code, early.json()["error"]) == (409, "EvaluationNotFinished")
+    assert run_worker() == 2
+    stored = client.get(url, headers=auth).json()  # computed when the evaluation finished
+    with unit_of_work(client.app.state.sessionmaker) as session:  # type: ignore[attr-defined]
+        session.execute(delete(GateDecision))
+
+    for _ in range(2):
+        missing = client.get(url, headers=auth)
+        assert (missing.status_code, missing.json()["error"]) == (404, "DecisionNotFound")
+        assert "POST /v1/decisions" in missing.json()["detail"]
+    read = {"Authorization": f"Bearer {token_for('read')}"}
+    assert client.post(url, headers=read).status_code == 403
+    computed = client.post(url, headers=auth)
+    assert computed.status_code == 200, computed.text
+    assert computed.json()["verdict"] == stored["verdict"] == "pass"
+    assert computed.json()["rules"] == stored["rules"]
+    assert client.get(url, headers=auth).json()["id"] == computed.json()["id"]
+    assert client.post(url, headers=auth).json()["id"] == computed.json()["id"]  # stored once

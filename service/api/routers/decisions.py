@@ -7,7 +7,8 @@ from typing import Literal
 
 from fastapi import APIRouter, Query
 
-from service.api.deps import ReadToken, SessionDep
+from service import decisions
+from service.api.deps import ReadToken, SessionDep, SubmitToken
 from service.api.schemas.decisions import (
     CohortSliceOut,
     DecisionOut,
@@ -16,7 +17,6 @@ from service.api.schemas.decisions import (
     SliceSummaryOut,
 )
 from service.diffs import MAX_PAGE, DiffFilters, example_diffs, slice_summary
-from service.gate import service as gate
 
 router = APIRouter(prefix="/v1/decisions", tags=["decisions"])
 
@@ -25,14 +25,24 @@ router = APIRouter(prefix="/v1/decisions", tags=["decisions"])
 def decision_of_evaluation(
     session: SessionDep, _: ReadToken, evaluation_id: int = Query(...)
 ) -> DecisionOut:
-    decision = gate.decision_for_evaluation(session, evaluation_id)
-    return DecisionOut.model_validate(gate.decision_payload(session, decision))
+    decision = decisions.decision_for_evaluation(session, evaluation_id)
+    return DecisionOut.model_validate(decisions.decision_payload(session, decision))
+
+
+@router.post(
+    "", response_model=DecisionOut, summary="Compute (or return) the decision of an evaluation"
+)
+def decide_evaluation(
+    session: SessionDep, _: SubmitToken, evaluation_id: int = Query(...)
+) -> DecisionOut:
+    decision = decisions.compute_decision(session, evaluation_id)
+    return DecisionOut.model_validate(decisions.decision_payload(session, decision))
 
 
 @router.get("/{decision_id}", response_model=DecisionOut, summary="One gate decision")
 def get_decision(session: SessionDep, _: ReadToken, decision_id: int) -> DecisionOut:
-    decision = gate.get_decision(session, decision_id)
-    return DecisionOut.model_validate(gate.decision_payload(session, decision))
+    decision = decisions.get_decision(session, decision_id)
+    return DecisionOut.model_validate(decisions.decision_payload(session, decision))
 
 
 @router.get("/{decision_id}/diff", response_model=DiffPage, summary="Examples that regressed most")
@@ -46,7 +56,7 @@ def diff(
     offset: int = Query(0, ge=0),
     limit: int = Query(50, ge=1, le=MAX_PAGE),
 ) -> DiffPage:
-    decision = gate.get_decision(session, decision_id)
+    decision = decisions.get_decision(session, decision_id)
     filters = DiffFilters(metric=metric, domain=domain, cohort=cohort)
     total, rows = example_diffs(session, decision, filters, offset=offset, limit=limit)
     return DiffPage(
@@ -70,7 +80,7 @@ def slices(
     metric: str | None = Query(None, description="default: the first comparative rule's metric"),
     domain: Literal["in", "out"] | None = None,
 ) -> SliceSummaryOut:
-    decision = gate.get_decision(session, decision_id)
+    decision = decisions.get_decision(session, decision_id)
     summary = slice_summary(session, decision, metric, domain)
     return SliceSummaryOut(
         decision_id=decision_id,

@@ -21,6 +21,8 @@ from service.api.schemas.evaluations import (
 )
 from service.candidates import get_candidate
 from service.evaluations import EvaluationFilters
+from service.queries.decisions import latest_decision
+from service.queries.results import aggregates_of
 from service.worker.dispatch import Dispatcher
 
 router = APIRouter(prefix="/v1/evaluations", tags=["evaluations"])
@@ -56,8 +58,8 @@ def _detail(session: Session, evaluation_id: int) -> EvaluationDetail:
     row = evaluations.get_evaluation(session, evaluation_id)
     return EvaluationDetail.of_detail(
         row,
-        evaluations.aggregates_of(session, evaluation_id),
-        evaluations.gate_decision_id(session, evaluation_id),
+        aggregates_of(session, evaluation_id),
+        decision.id if (decision := latest_decision(session, evaluation_id)) else None,
     )
 
 

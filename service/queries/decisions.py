@@ -1,0 +1,52 @@
+"""Stored gate decisions: the latest of an evaluation, the one of a (pair, policy)."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+
+from sqlalchemy import func, select
+from sqlalchemy.orm import Session
+
+from service.db.models import GateDecision, GatePolicy
+
+
+def latest_decisions(session: Session, evaluation_ids: Iterable[int]) -> dict[int, GateDecision]:
+    """Candidate evaluation id → its newest decision (one query); ids without one are absent."""
+    ids = set(evaluation_ids)
+    if not ids:
+        return {}
+    newest = (
+        select(func.max(GateDecision.id))
+        .where(GateDecision.candidate_evaluation_id.in_(ids))
+        .group_by(GateDecision.candidate_evaluation_id)
+    )
+    rows = session.scalars(select(GateDecision).where(GateDecision.id.in_(newest)))
+    return {row.candidate_evaluation_id: row for row in rows}
+
+
+def latest_decision(session: Session, evaluation_id: int) -> GateDecision | None:
+    """The newest decision taken on this evaluation as the candidate, if any."""
+    return latest_decisions(session, [evaluation_id]).get(evaluation_id)
+
+
+def find_decision(
+    session: Session, candidate_evaluation_id: int, baseline_evaluation_id: int, policy_id: int
+) -> GateDecision | None:
+    """The decision of this pair of evaluations under this policy version, if stored."""
+    return session.scalars(
+        select(GateDecision).where(
+            GateDecision.candidate_evaluation_id == candidate_evaluation_id,
+            GateDecision.baseline_evaluation_id == baseline_evaluation_id,
+            GateDecision.policy_id == policy_id,
+        )
+    ).first()
+
+
+def policies_by_id(session: Session, policy_ids: Iterable[int]) -> dict[int, GatePolicy]:
+    """Policy versions by id (one query)."""
+    ids = set(policy_ids)
+    if not ids:
+        return {}
+    return {
+        row.id: row for row in session.scalars(select(GatePolicy).where(GatePolicy.id.in_(ids)))
+    }
