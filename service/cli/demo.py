@@ -174,7 +174,7 @@ def demo(
         eval_dataset,
         policy_text,
     )
-    from service.engine.builtin import SMOLLM2, ensure_builtin
+    from service.engine.builtin import SMOLLM2, ensure_builtin, smollm2_package_dir
 
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
     os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
@@ -187,6 +187,7 @@ def demo(
     _step(f"data dir {out}")
     server = EmbeddedServer(settings, port=port)
     with session(None, None, debug):
+        smollm2_package_dir()  # before anything starts: says what to install when absent
         server.start()
         try:
             _step(f"embedded server on {server.url} (SQLite, in-process worker)")

