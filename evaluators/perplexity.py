@@ -16,7 +16,10 @@ Aggregates match lm-eval's ``weighted_perplexity`` over (loglikelihood, count) p
 ``len(re.split(r"\\s+", text))`` on each text; ``byte_perplexity`` uses UTF-8 bytes and
 ``token_perplexity`` the number of predicted tokens.
 
-Memory: one forward pass holds ``batch_size × max_length × vocab`` float32 logits.
+Batching: windows are sorted longest first and packed into batches of at most ``batch_size``
+rows and ``max_batch_tokens`` padded tokens (``rows × width``), right-padded to the batch's
+longest window: one forward pass per window, padding only up to similar lengths. Memory: one
+pass holds ``rows × width × vocab`` float32 logits, which ``max_batch_tokens`` bounds.
 """
 
 from __future__ import annotations
@@ -102,6 +105,24 @@ def _encode(tokenizer: Any, text: str, prefix: int) -> list[int]:
     return list(tokenizer.encode(text))
 
 
+def _batches(
+    windows: list[tuple[list[int], list[int]]],
+    batch_size: int,
+    max_batch_tokens: int | None,
+    context: int,
+) -> Iterator[list[tuple[list[int], list[int]]]]:
+    """Consecutive windows (longest first) up to ``batch_size`` rows and the token budget."""
+    start = 0
+    while start < len(windows):
+        first = windows[start]
+        width = min(len(first[0]) + len(first[1]) - 1, context)
+        rows = batch_size
+        if max_batch_tokens is not None:
+            rows = max(1, min(rows, max_batch_tokens // max(width, 1)))
+        yield windows[start : start + rows]
+        start += rows
+
+
 def rolling_perplexity(
     model: Any,
     tokenizer: Any,
@@ -109,11 +130,14 @@ def rolling_perplexity(
     *,
     max_length: int | None = None,
     batch_size: int = 4,
+    max_batch_tokens: int | None = None,
 ) -> PerplexityResult:
     """Token, word and byte perplexity of ``model`` on ``texts`` (lm-eval 0.4.13 semantics).
 
     ``model`` is a Hugging Face causal LM (a PEFT-wrapped one works too) in eval mode;
-    ``max_length`` defaults to the model's context length as lm-eval resolves it.
+    ``max_length`` defaults to the model's context length as lm-eval resolves it;
+    ``batch_size`` caps the rows of a pass and ``max_batch_tokens`` its padded tokens (a
+    window longer than that still runs, alone). The result does not depend on either.
     Raises ValueError when there is no text or no token to score.
     """
     import torch
@@ -137,8 +161,7 @@ def rolling_perplexity(
     nll_sum = 0.0
     n_tokens = 0
     with torch.inference_mode():
-        for start in range(0, len(windows), batch_size):
-            batch = windows[start : start + batch_size]
+        for batch in _batches(windows, batch_size, max_batch_tokens, context):
             inputs = [(ctx + cont)[-(context + 1) :][:-1] for ctx, cont in batch]
             width = max(len(row) for row in inputs)
             ids = torch.full((len(batch), width), prefix, dtype=torch.long)

@@ -62,7 +62,12 @@ class Settings(BaseSettings):
     heartbeat_seconds: float = Field(default=10.0, gt=0)
 
     device: Literal["auto", "cpu", "cuda"] = "auto"
-    batch_size: int = Field(default=8, ge=1)
+    batch_size: int | None = Field(
+        default=None,
+        ge=1,
+        description="Cap on rows per forward pass; default 'auto': measured per model "
+        "(the largest batch that fits memory and still speeds generation up)",
+    )
     chunk_size: int = Field(default=16, ge=1)
     max_base_models: int = Field(default=2, ge=1)
     max_upload_bytes: int = Field(default=2 * 1024**3, ge=1)
@@ -76,6 +81,11 @@ class Settings(BaseSettings):
     refusal_model: Path | None = Field(
         default=None, description="local sequence-classification folder for refusal='classifier'"
     )
+
+    @field_validator("batch_size", mode="before")
+    @classmethod
+    def _auto(cls, value: object) -> object:
+        return None if isinstance(value, str) and value.strip().lower() in ("", "auto") else value
 
     @field_validator("checkpoint_roots", "model_roots", mode="before")
     @classmethod

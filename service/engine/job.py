@@ -34,8 +34,9 @@ from service.db.models import CANCELLED, FAILED, SUCCEEDED, Evaluation
 from service.db.session import unit_of_work
 from service.engine import lease, storage
 from service.engine.aggregates import AggregateRow, ExampleScope, compute_aggregates
+from service.engine.batching import BatchSizer, loglik_token_budget
 from service.engine.builtin import BUILTIN_HUB_NAMES, BUILTIN_MODELS, ensure_builtin
-from service.engine.generation import generate
+from service.engine.generation import encode_prompts, generate
 from service.engine.loading import LoadedModel, ModelPool
 from service.engine.probe import assert_adapter_changes_model
 from service.engine.provenance import cache_key, folder_weight_digests, library_versions
@@ -60,6 +61,7 @@ class WorkerContext:
     worker_id: str = field(default_factory=default_worker_id)
     pool: ModelPool | None = None
     evaluator_sets: dict[tuple[str, ...], EvaluatorSet] = field(default_factory=dict)
+    batcher: BatchSizer | None = None
     forward_passes: int = 0
     # test hook: called after each committed chunk with (evaluation_id, done)
     after_chunk: Callable[[int, int], None] | None = None
@@ -74,6 +76,11 @@ class WorkerContext:
                 max_bases=self.settings.max_base_models, device=self.settings.device
             )
         return self.pool
+
+    def batch_sizer(self) -> BatchSizer:
+        if self.batcher is None:
+            self.batcher = BatchSizer(cap=self.settings.batch_size)
+        return self.batcher
 
     def evaluators(self, names: tuple[str, ...]) -> EvaluatorSet:
         if names not in self.evaluator_sets:
@@ -249,7 +256,20 @@ def _generate_and_score(
     with ctx.factory() as session:
         done = done_keys(session, spec.evaluation_id)
     todo = [e for e in spec.examples if e.id not in done]
-    chunk_size = ctx.settings.chunk_size
+    if not todo:
+        return
+    encoded = encode_prompts(
+        loaded.tokenizer,
+        [e.messages if e.messages is not None else e.input for e in todo],
+        chat_template=generation_config["chat_template"],
+        system=generation_config.get("system"),
+    )
+    choice = ctx.batch_sizer().for_generation(loaded, encoded, generation_config["max_new_tokens"])
+    batch = min(choice.batch_size, len(todo))
+    # similar lengths side by side, and chunks of whole batches: as little padding as can be
+    lengths = {e.id: len(ids) for e, ids in zip(todo, encoded, strict=True)}
+    todo.sort(key=lambda e: lengths[e.id])
+    chunk_size = batch * -(-ctx.settings.chunk_size // batch)
     for start in range(0, len(todo), chunk_size):
         _check_continue(ctx, spec.evaluation_id, heartbeat)
         chunk = todo[start : start + chunk_size]
@@ -259,7 +279,7 @@ def _generate_and_score(
             max_new_tokens=generation_config["max_new_tokens"],
             chat_template=generation_config["chat_template"],
             system=generation_config.get("system"),
-            batch_size=ctx.settings.batch_size,
+            batch_size=batch,
             seed=generation_config["seed"],
         )
         ctx.forward_passes += len(chunk)
@@ -279,7 +299,13 @@ def _perplexity(
 ) -> list[AggregateRow]:
     if not spec.heldout:
         return []
-    result = rolling_perplexity(loaded.model, loaded.tokenizer, spec.heldout)
+    result = rolling_perplexity(
+        loaded.model,
+        loaded.tokenizer,
+        spec.heldout,
+        batch_size=ctx.batch_sizer().rows(loaded),
+        max_batch_tokens=loglik_token_budget(loaded),
+    )
     ctx.forward_passes += 1
     return [
         AggregateRow(

@@ -86,6 +86,13 @@ def test_batch_size_does_not_change_the_result(model_and_tokenizer: tuple[Any, A
     many = rolling_perplexity(model, tokenizer, TEXTS, max_length=16, batch_size=5)
     assert one.n_tokens == many.n_tokens
     assert one.nll_sum == pytest.approx(many.nll_sum, rel=1e-5)
+    # a token budget smaller than one window still runs every window once, alone
+    for budget in (1, 40):
+        packed = rolling_perplexity(
+            model, tokenizer, TEXTS, max_length=16, batch_size=64, max_batch_tokens=budget
+        )
+        assert packed.n_tokens == one.n_tokens
+        assert packed.nll_sum == pytest.approx(one.nll_sum, rel=1e-5)
 
 
 def test_nothing_to_score_is_an_error(model_and_tokenizer: tuple[Any, Any]) -> None:

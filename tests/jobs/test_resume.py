@@ -50,6 +50,7 @@ def _env(settings: Settings) -> dict[str, str]:
         TUNEGATE_CHECKPOINT_ROOTS=os.pathsep.join(map(str, settings.checkpoint_roots)),
         TUNEGATE_MODEL_ROOTS=os.pathsep.join(map(str, settings.model_roots)),
         TUNEGATE_CHUNK_SIZE=str(settings.chunk_size),
+        TUNEGATE_BATCH_SIZE=str(settings.batch_size or "auto"),
         TUNEGATE_LEASE_SECONDS="5",
         TUNEGATE_HEARTBEAT_SECONDS="1",
         TEST_PAUSE_AFTER_CHUNK="600",  # killed right after its first chunk
