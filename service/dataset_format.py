@@ -37,7 +37,7 @@ from __future__ import annotations
 import hashlib
 import json
 import math
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from typing import Annotated, Any, Literal, TypeVar
 
@@ -323,34 +323,47 @@ def _json_kind(value: object) -> str:
     return "null"
 
 
-def _load_line(number: int, line: str) -> dict[str, Any]:
+#: How a refusal names a record: ``line 3`` for JSONL; ``row 2`` for a table.
+Where = Callable[[int], str]
+
+
+def _line(number: int) -> str:
+    return f"line {number}"
+
+
+def _load_line(number: int, line: str, where: Where = _line) -> dict[str, Any]:
     try:
         obj = json.loads(line, parse_constant=_refuse_constant)
     except json.JSONDecodeError as exc:
-        raise InvalidDataset(f"line {number}: not valid JSON: {exc.msg} (col {exc.colno})") from exc
+        raise InvalidDataset(
+            f"{where(number)}: not valid JSON: {exc.msg} (col {exc.colno})"
+        ) from exc
     except ValueError as exc:
-        raise InvalidDataset(f"line {number}: not valid JSON: {exc}") from exc
+        raise InvalidDataset(f"{where(number)}: not valid JSON: {exc}") from exc
     if not isinstance(obj, dict):
         raise InvalidDataset(
-            f"line {number}: each line must be a JSON object, not {_json_kind(obj)}"
+            f"{where(number)}: each line must be a JSON object, not {_json_kind(obj)}"
         )
     try:
         _check_values(obj)
     except ValueError as exc:
-        raise InvalidDataset(f"line {number}: {exc}") from exc
+        raise InvalidDataset(f"{where(number)}: {exc}") from exc
     return obj
 
 
-def _validate(model: type[_R], obj: dict[str, Any], number: int, kind: str) -> _R:
+def _validate(
+    model: type[_R], obj: dict[str, Any], number: int, kind: str, where: Where = _line
+) -> _R:
     try:
         return model.model_validate(obj)
     except ValidationError as exc:
         reasons = "; ".join(_describe(error, kind) for error in exc.errors())
-        raise InvalidDataset(f"line {number}: {reasons}") from exc
+        raise InvalidDataset(f"{where(number)}: {reasons}") from exc
 
 
-def parse_dataset(body: bytes) -> ParsedDataset:
-    """Validate a JSONL push; raises :class:`InvalidDataset` naming the first bad line."""
+def parse_dataset(body: bytes, *, where: Where = _line) -> ParsedDataset:
+    """Validate a JSONL push; raises :class:`InvalidDataset` naming the first bad line
+    (``where(line number)``: how a refusal names it)."""
     generation = GenerationConfig()
     examples: list[Example] = []
     heldout: list[str] = []
@@ -359,28 +372,29 @@ def parse_dataset(body: bytes) -> ParsedDataset:
     for number, line in _lines(body):
         if not line.strip():
             continue
-        obj = _load_line(number, line)
+        obj = _load_line(number, line, where)
         if "generation" in obj:
             if seen_record:
                 raise InvalidDataset(
-                    f'line {number}: the "generation" record must be the first record'
+                    f'{where(number)}: the "generation" record must be the first record'
                 )
-            generation = _validate(GenerationRecord, obj, number, "generation").generation
+            generation = _validate(GenerationRecord, obj, number, "generation", where).generation
             if generation.system is not None and not generation.chat_template:
-                raise InvalidDataset(f'line {number}: "system" needs "chat_template": true')
+                raise InvalidDataset(f'{where(number)}: "system" needs "chat_template": true')
         elif "heldout" in obj:
-            heldout.append(_validate(HeldoutRecord, obj, number, "heldout").heldout)
+            heldout.append(_validate(HeldoutRecord, obj, number, "heldout", where).heldout)
         else:
-            record = _validate(ExampleRecord, obj, number, "example")
+            record = _validate(ExampleRecord, obj, number, "example", where)
             if record.messages is not None and not generation.chat_template:
                 raise InvalidDataset(
-                    f'line {number}: "messages" need "chat_template": true in the '
+                    f'{where(number)}: "messages" need "chat_template": true in the '
                     "generation record (they are rendered with the model's chat template)"
                 )
             key = record.id if record.id is not None else str(number)
             if key in first_line:
                 raise InvalidDataset(
-                    f'line {number}: duplicate id "{key}" (first used on line {first_line[key]})'
+                    f'{where(number)}: duplicate id "{key}" (first used on '
+                    f"{where(first_line[key])})"
                 )
             first_line[key] = number
             fields = record.model_dump(exclude={"id", "input"})  # defaults filled in

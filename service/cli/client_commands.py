@@ -39,21 +39,78 @@ family_app = typer.Typer(help="Model families: base model, gate policy, aliases.
 eval_app = typer.Typer(help="Evaluations.", no_args_is_help=True)
 
 
+def _pairs(option: str, items: list[str]) -> dict[str, str]:
+    pairs: dict[str, str] = {}
+    for item in items:
+        key, sep, value = item.partition("=")
+        if not sep or not key.strip() or not value:
+            raise ClientError(f"bad {option} {item!r}", f"expected {option} FIELD=VALUE")
+        pairs[key.strip()] = value
+    return pairs
+
+
+def _dataset_body(
+    file: Path, maps: list[str], sets: list[str], generation: dict[str, Any]
+) -> bytes:
+    """The JSONL to push: the file itself, or the table it maps to (checked row by row)."""
+    from service.dataset_tables import TABLE_SUFFIXES, table_jsonl
+    from service.errors import InvalidDataset
+
+    if file.suffix.lower() not in TABLE_SUFFIXES:
+        if maps or sets or generation:
+            raise ClientError(
+                "cannot push the dataset",
+                "--map, --set, --system and --max-new-tokens apply to .parquet and .csv files",
+                "put these in the JSONL itself (the generation record and the example fields)",
+            )
+        try:
+            return file.read_bytes()
+        except OSError as exc:
+            raise ClientError("cannot read the dataset", f"{file}: {exc.strerror}") from exc
+    if not file.is_file():
+        raise ClientError("cannot read the dataset", f"{file} is not a file")
+    try:
+        table = table_jsonl(file, _pairs("--map", maps), _pairs("--set", sets), generation)
+    except InvalidDataset as exc:
+        raise ClientError(f"{file.name} refused", exc.detail) from exc
+    if table.ignored_columns:
+        err.print(f"columns not used: {', '.join(table.ignored_columns)}", highlight=False)
+    return table.body
+
+
 @dataset_app.command("push")
 def dataset_push(
     name: str,
-    file: Annotated[Path, typer.Argument(help="JSONL file")],
+    file: Annotated[Path, typer.Argument(help="JSONL, Parquet (.parquet) or CSV (.csv) file")],
+    maps: Annotated[
+        list[str] | None,
+        typer.Option(
+            "--map", help="Table only: FIELD=COLUMN, e.g. --map input=question (repeatable)"
+        ),
+    ] = None,
+    sets: Annotated[
+        list[str] | None,
+        typer.Option("--set", help="Table only: FIELD=VALUE for every row, e.g. --set domain=out"),
+    ] = None,
+    system: Annotated[
+        str | None, typer.Option(help="Table only: the dataset-wide system prompt")
+    ] = None,
+    max_new_tokens: Annotated[
+        int | None, typer.Option(help="Table only: generation length (default 64)")
+    ] = None,
     url: UrlOpt = None,
     token: TokenOpt = None,
     as_json: JsonOpt = False,
     debug: DebugOpt = False,
 ) -> None:
-    """Push a JSONL dataset; the same content is the same version."""
+    """Push a dataset; the same content is the same version, whatever the file format."""
+    generation: dict[str, Any] = {}
+    if system is not None:
+        generation["system"] = system
+    if max_new_tokens is not None:
+        generation["max_new_tokens"] = max_new_tokens
     with session(url, token, debug) as client:
-        try:
-            body = file.read_bytes()
-        except OSError as exc:
-            raise ClientError("cannot read the dataset", f"{file}: {exc.strerror}") from exc
+        body = _dataset_body(file, maps or [], sets or [], generation)
         v = client.push_dataset(name, body)
         emit(
             as_json,
