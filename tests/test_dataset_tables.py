@@ -129,5 +129,5 @@ def test_csv_ids_stay_text_and_bad_files_are_named(tmp_path: Path) -> None:
     with pytest.raises(InvalidDataset, match="row 2: more cells than the header's 1 columns"):
         table_jsonl(tmp_path / "ragged.csv")
     (tmp_path / "broken.parquet").write_bytes(b"not parquet")
-    with pytest.raises(InvalidDataset, match="broken.parquet: not a readable Parquet file"):
+    with pytest.raises(InvalidDataset, match=r"broken\.parquet: not a readable Parquet file"):
         table_jsonl(tmp_path / "broken.parquet")
