@@ -50,9 +50,10 @@ def test_parquet_and_csv_are_the_version_of_the_equivalent_jsonl(tmp_path: Path)
     for path in (parquet, csv_file):
         table = table_jsonl(path, MAP, {"domain": "out"})
         parsed = parse_dataset(table.body)
-        assert parsed.canonical == parse_dataset(
-            jsonl([{**r, "domain": "out"} for r in EQUIVALENT])
-        ).canonical
+        assert (
+            parsed.canonical
+            == parse_dataset(jsonl([{**r, "domain": "out"} for r in EQUIVALENT])).canonical
+        )
         assert table.n_rows == 3
         assert table.ignored_columns == ["notes"]
     # without a fixed domain: the digest of the JSONL as written
