@@ -37,7 +37,8 @@ from service.errors import (
     IdempotencyKeyReused,
     InvalidRequest,
 )
-from service.evaluations import create_evaluation, resolve_dataset
+from service.evaluation_commands import create_evaluation
+from service.evaluations import resolve_dataset
 from service.families import get_family
 from service.settings import Settings
 from service.traininglog import diagnose, parse_training_log

@@ -18,10 +18,11 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
 from evaluators import registry
-from service.db.models import SUCCEEDED, Candidate, Evaluation, Family, GateDecision
+from service.db.models import Candidate, Evaluation, Family, GateDecision
 from service.errors import DecisionNotFound, EvaluationNotFinished, EvaluationNotFound
 from service.families import current_policy, policy_of
 from service.gate.decision import Decision, EvalScores, RuleResult, decide
+from service.lifecycle import SUCCEEDED
 from service.queries import decisions as decision_queries
 from service.queries import evaluations as evaluation_queries
 from service.queries.examples import examples_by_version

@@ -1,54 +1,30 @@
-"""Evaluations: creating one with its shared baseline, reading, listing, cancelling.
-
-An evaluation is one candidate × one dataset version × one generation config.
-Every candidate evaluation is compared with a *baseline* evaluation: the
-family's baseline candidate (production alias, else the base model) on the same
-dataset version and config. The baseline is evaluated once and reused by every
-candidate that compares with it; only a failed or cancelled one is replaced.
-Functions here only ``flush()``; the caller commits and then hands the returned
-newly queued ids to the dispatcher.
+"""Evaluations, the read side: one evaluation, a filtered page of them, their per-example
+results. The commands that change evaluations (create, cancel, retry) are in
+:mod:`service.evaluation_commands`; their statuses and moves in :mod:`service.lifecycle`.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any, cast
 
-from sqlalchemy import CursorResult, Select, func, select, update
+from sqlalchemy import Select, func, select
 from sqlalchemy.orm import Session, selectinload
 
 from service.datasets import VersionRef, get_version, parse_version_ref
-from service.db.base import utcnow
 from service.db.models import (
-    CANCELLED,
-    EVALUATION_STATUSES,
-    FAILED,
-    QUEUED,
-    RUNNING,
-    SUCCEEDED,
-    TERMINAL_STATUSES,
     Candidate,
     Dataset,
     DatasetExample,
     DatasetVersion,
     Evaluation,
     ExampleResult,
-    Family,
     Score,
 )
-from service.errors import Conflict, DatasetNotFound, EvaluationNotFound, InvalidRequest
-from service.families import baseline_candidate, get_family
-from service.settings import Settings
+from service.errors import DatasetNotFound, EvaluationNotFound, InvalidRequest
+from service.families import get_family
+from service.lifecycle import parse_status
 
-#: A baseline evaluation in one of these states is reused; failed/cancelled ones are not.
-REUSABLE_STATUSES = (SUCCEEDED, RUNNING, QUEUED)
-#: Added to the dataset version's generation config unless it sets them itself.
-DEFAULT_CONFIG: dict[str, Any] = {"dtype": "auto", "seed": 0}
 MAX_PAGE = 500
-
-
-class EvaluationAlreadyFinished(Conflict):
-    """A cancel (or other change) asked of an evaluation that already reached a final state."""
 
 
 def parse_dataset_ref(ref: str) -> tuple[str, VersionRef]:
@@ -66,80 +42,6 @@ def resolve_dataset(session: Session, ref: str) -> DatasetVersion:
     """
     name, version = parse_dataset_ref(ref)
     return get_version(session, name, version)
-
-
-def evaluation_config(version: DatasetVersion) -> dict[str, Any]:
-    """The dataset version's generation config with the defaults it does not set."""
-    return {**DEFAULT_CONFIG, **(version.generation or {})}
-
-
-def _reusable_baseline(
-    session: Session, candidate_id: int, version_id: int, config: dict[str, Any]
-) -> Evaluation | None:
-    rows = session.scalars(
-        select(Evaluation)
-        .where(
-            Evaluation.candidate_id == candidate_id,
-            Evaluation.dataset_version_id == version_id,
-            Evaluation.status.in_(REUSABLE_STATUSES),
-        )
-        .order_by(Evaluation.id.desc())
-    ).all()
-    matching = [e for e in rows if e.config == config]
-    finished = [e for e in matching if e.status == SUCCEEDED]
-    if finished:
-        return finished[0]
-    return matching[0] if matching else None
-
-
-def _new_evaluation(
-    session: Session, candidate: Candidate, version: DatasetVersion, config: dict[str, Any]
-) -> Evaluation:
-    evaluation = Evaluation(
-        candidate_id=candidate.id,
-        dataset_version_id=version.id,
-        status=QUEUED,
-        config=dict(config),
-        progress_total=version.n_examples,
-        provenance={"dataset_digest": version.digest, "base_model": candidate.base_model},
-    )
-    session.add(evaluation)
-    session.flush()
-    return evaluation
-
-
-def create_evaluation(
-    session: Session, settings: Settings, candidate: Candidate, dataset_ref: str
-) -> tuple[Evaluation, list[int]]:
-    """Queue ``candidate``'s evaluation on a dataset version, ensuring its baseline.
-
-    Returns the new evaluation and the ids newly queued (the baseline's first when
-    it had to be created), to enqueue after commit. A base candidate, or the
-    family's baseline candidate itself, gets ``baseline_evaluation_id = None``.
-    ``settings`` is accepted for device-dependent defaults; none apply yet.
-    Raises ``DatasetNotFound``, ``DatasetVersionNotFound``, ``InvalidRequest``.
-    """
-    del settings
-    version = resolve_dataset(session, dataset_ref)
-    config = evaluation_config(version)
-    # Serialise baseline creation per family (PostgreSQL; SQLite serialises writers anyway).
-    family = session.scalars(
-        select(Family).where(Family.id == candidate.family_id).with_for_update()
-    ).one()
-    queued: list[int] = []
-    baseline_id: int | None = None
-    baseline = baseline_candidate(session, family)
-    if candidate.kind != "base" and candidate.id != baseline.id:
-        reference = _reusable_baseline(session, baseline.id, version.id, config)
-        if reference is None:
-            reference = _new_evaluation(session, baseline, version, config)
-            queued.append(reference.id)
-        baseline_id = reference.id
-    evaluation = _new_evaluation(session, candidate, version, config)
-    evaluation.baseline_evaluation_id = baseline_id
-    session.flush()
-    queued.append(evaluation.id)
-    return evaluation, queued
 
 
 def get_evaluation(session: Session, evaluation_id: int) -> Evaluation:
@@ -172,11 +74,7 @@ def _filtered(session: Session, filters: EvaluationFilters) -> Select[Evaluation
     if filters.sweep is not None:
         query = query.where(Candidate.sweep == filters.sweep)
     if filters.status is not None:
-        if filters.status not in EVALUATION_STATUSES:
-            raise InvalidRequest(
-                f"unknown status {filters.status!r}; statuses are {', '.join(EVALUATION_STATUSES)}"
-            )
-        query = query.where(Evaluation.status == filters.status)
+        query = query.where(Evaluation.status == parse_status(filters.status))
     if filters.dataset is not None:
         if "@" in filters.dataset:
             version = resolve_dataset(session, filters.dataset)
@@ -213,75 +111,6 @@ def list_evaluations(session: Session, filters: EvaluationFilters) -> tuple[list
         .limit(filters.limit)
     ).all()
     return list(rows), total
-
-
-def cancel_evaluation(session: Session, evaluation_id: int) -> Evaluation:
-    """Cancel: a queued evaluation becomes ``cancelled`` at once; a running one gets
-    ``cancel_requested`` and its worker stops at the next chunk.
-
-    Both moves are conditional updates, so a worker claiming the row at the same
-    moment cannot be overwritten. Raises ``EvaluationNotFound``, and
-    ``EvaluationAlreadyFinished`` (409) for a terminal evaluation.
-    """
-    evaluation = get_evaluation(session, evaluation_id)
-    for _ in range(3):  # queued → running → (requeued by an expired lease) at most
-        stopped = cast(
-            CursorResult[Any],
-            session.execute(
-                update(Evaluation)
-                .where(Evaluation.id == evaluation_id, Evaluation.status == QUEUED)
-                .values(status=CANCELLED, finished_at=utcnow(), cancel_requested=True)
-            ),
-        )
-        if stopped.rowcount == 0:
-            session.execute(
-                update(Evaluation)
-                .where(Evaluation.id == evaluation_id, Evaluation.status == RUNNING)
-                .values(cancel_requested=True)
-            )
-        session.refresh(evaluation)
-        if evaluation.status == CANCELLED and stopped.rowcount:
-            return evaluation
-        if evaluation.status == RUNNING and evaluation.cancel_requested:
-            return evaluation
-        if evaluation.status in TERMINAL_STATUSES:
-            raise EvaluationAlreadyFinished(
-                f"evaluation {evaluation_id} is already {evaluation.status}; nothing to cancel"
-            )
-    return evaluation
-
-
-def retry_evaluation(session: Session, evaluation_id: int) -> Evaluation:
-    """Queue a failed or cancelled evaluation again; it resumes from its stored rows.
-
-    The rows already written stay (they are keyed by example), so the next run only
-    generates what is missing. A conditional update, like cancel. Raises
-    ``EvaluationNotFound``, and ``EvaluationAlreadyFinished`` (409) unless the
-    evaluation is failed or cancelled.
-    """
-    evaluation = get_evaluation(session, evaluation_id)
-    moved = cast(
-        CursorResult[Any],
-        session.execute(
-            update(Evaluation)
-            .where(Evaluation.id == evaluation_id, Evaluation.status.in_([FAILED, CANCELLED]))
-            .values(
-                status=QUEUED,
-                error=None,
-                cancel_requested=False,
-                finished_at=None,
-                lease_owner=None,
-                lease_expires_at=None,
-            )
-        ),
-    )
-    session.refresh(evaluation)
-    if moved.rowcount == 0:
-        raise EvaluationAlreadyFinished(
-            f"evaluation {evaluation_id} is {evaluation.status}; only failed or cancelled "
-            "evaluations can be retried"
-        )
-    return evaluation
 
 
 @dataclass(frozen=True)

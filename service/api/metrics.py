@@ -13,7 +13,8 @@ from sqlalchemy.orm import Session, sessionmaker
 from starlette.requests import Request
 from starlette.responses import Response
 
-from service.db.models import EVALUATION_STATUSES, QUEUED, Evaluation
+from service.db.models import Evaluation
+from service.lifecycle import QUEUED, STATUSES
 
 
 class EvaluationCollector(Collector):
@@ -33,7 +34,7 @@ class EvaluationCollector(Collector):
                     select(Evaluation.status, func.count()).group_by(Evaluation.status)
                 ).all()
             )
-        for status in EVALUATION_STATUSES:
+        for status in STATUSES:
             by_status.add_metric([status], float(rows.get(status, 0)))
         depth.add_metric([], float(rows.get(QUEUED, 0)))
         yield by_status

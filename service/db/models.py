@@ -20,17 +20,6 @@ from sqlalchemy.orm import Mapped, mapped_column, relationship
 
 from service.db.base import Base, utcnow
 
-# Evaluation statuses; the terminal ones never change again.
-QUEUED, RUNNING, SUCCEEDED, FAILED, CANCELLED = (
-    "queued",
-    "running",
-    "succeeded",
-    "failed",
-    "cancelled",
-)
-EVALUATION_STATUSES = (QUEUED, RUNNING, SUCCEEDED, FAILED, CANCELLED)
-TERMINAL_STATUSES = frozenset({SUCCEEDED, FAILED, CANCELLED})
-
 
 class ApiToken(Base):
     __tablename__ = "api_tokens"
@@ -186,7 +175,7 @@ class Evaluation(Base):
     baseline_evaluation_id: Mapped[int | None] = mapped_column(
         ForeignKey("evaluations.id"), default=None
     )
-    status: Mapped[str] = mapped_column(String(20), default=QUEUED)
+    status: Mapped[str] = mapped_column(String(20))  # a service.lifecycle.EvaluationStatus
     progress_done: Mapped[int] = mapped_column(Integer, default=0)
     progress_total: Mapped[int] = mapped_column(Integer, default=0)
     error: Mapped[str | None] = mapped_column(Text, default=None)

@@ -30,7 +30,7 @@ from service.checkpoints import (
     resolve_within_roots,
     tensor_shapes,
 )
-from service.db.models import CANCELLED, FAILED, SUCCEEDED, Evaluation
+from service.db.models import Evaluation
 from service.db.session import unit_of_work
 from service.engine import lease, storage
 from service.engine.aggregates import AggregateRow, ExampleScope, compute_aggregates
@@ -42,6 +42,7 @@ from service.engine.probe import assert_adapter_changes_model
 from service.engine.provenance import cache_key, folder_weight_digests, library_versions
 from service.engine.scoring import EvaluatorSet
 from service.errors import EvaluationCancelled, ModelLoadError, TunegateError
+from service.lifecycle import CANCELLED, FAILED, SUCCEEDED, EvaluationStatus
 from service.queries.results import done_keys, scores_by_example
 from service.settings import Settings
 
@@ -105,7 +106,7 @@ def run_evaluation(evaluation_id: int, ctx: WorkerContext) -> str | None:
     settings = ctx.settings
     if not lease.claim(ctx.factory, evaluation_id, ctx.worker_id, settings.lease_seconds):
         return None
-    status: str = FAILED
+    status: EvaluationStatus = FAILED
     error: str | None = "the job stopped before it finished"
     heartbeat = lease.Heartbeat(
         ctx.factory,
@@ -154,7 +155,7 @@ def _check_continue(ctx: WorkerContext, evaluation_id: int, heartbeat: lease.Hea
             raise EvaluationCancelled("cancelled on request")
 
 
-def _run(evaluation_id: int, ctx: WorkerContext, heartbeat: lease.Heartbeat) -> str:
+def _run(evaluation_id: int, ctx: WorkerContext, heartbeat: lease.Heartbeat) -> EvaluationStatus:
     settings = ctx.settings
     with unit_of_work(ctx.factory) as session:
         spec = storage.load_job(session, evaluation_id)

@@ -18,8 +18,9 @@ from sqlalchemy import ColumnElement, and_, or_, update
 from sqlalchemy.orm import Session, sessionmaker
 
 from service.db.base import utcnow
-from service.db.models import QUEUED, RUNNING, Evaluation, LeaseEvent
+from service.db.models import Evaluation, LeaseEvent
 from service.db.session import unit_of_work
+from service.lifecycle import QUEUED, RUNNING, Move, sources
 
 
 def lease_expired(now: datetime) -> ColumnElement[bool]:
@@ -28,10 +29,11 @@ def lease_expired(now: datetime) -> ColumnElement[bool]:
 
 
 def claimable(now: datetime) -> ColumnElement[bool]:
-    """What a worker may claim: ``queued``, or ``running`` with an expired lease."""
-    return or_(
-        Evaluation.status == QUEUED,
-        and_(Evaluation.status == RUNNING, lease_expired(now)),
+    """What a worker may claim (the lifecycle's *claim*): ``queued``, or ``running`` with
+    an expired lease."""
+    return and_(
+        Evaluation.status.in_(sources(Move.CLAIM)),
+        or_(Evaluation.status == QUEUED, lease_expired(now)),
     )
 
 

@@ -6,13 +6,12 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from sqlalchemy import delete, func, select
+from sqlalchemy import delete, func, select, update
 from sqlalchemy.orm import Session
 
 from evaluators.base import Example
 from service.db.base import utcnow
 from service.db.models import (
-    SUCCEEDED,
     Aggregate,
     Candidate,
     DatasetVersion,
@@ -23,6 +22,7 @@ from service.db.models import (
 from service.engine.aggregates import AggregateRow
 from service.engine.scoring import ScoreValue
 from service.errors import EvaluationNotFound
+from service.lifecycle import RUNNING, SUCCEEDED, EvaluationStatus, Move, check, sources
 from service.queries.examples import examples_of, heldout_of
 from service.queries.results import done_keys
 
@@ -156,16 +156,29 @@ def write_aggregates(session: Session, evaluation_id: int, rows: Sequence[Aggreg
 
 
 def finish(
-    session: Session, evaluation_id: int, worker_id: str, status: str, error: str | None
+    session: Session,
+    evaluation_id: int,
+    worker_id: str,
+    status: EvaluationStatus,
+    error: str | None,
 ) -> bool:
-    """Set the terminal status if this worker still holds the lease; False otherwise."""
-    evaluation = session.get_one(Evaluation, evaluation_id)
-    if evaluation.lease_owner != worker_id:
-        return False
-    evaluation.status = status
-    evaluation.error = error
-    evaluation.finished_at = utcnow()
-    evaluation.lease_owner = None
-    evaluation.lease_expires_at = None
-    session.flush()
-    return True
+    """The lifecycle's *finish*: set the terminal status if this worker still holds the
+    lease (one conditional UPDATE); False otherwise. ``IllegalTransition`` for a status
+    that is not terminal."""
+    check(Move.FINISH, RUNNING, status)
+    result = session.execute(
+        update(Evaluation)
+        .where(
+            Evaluation.id == evaluation_id,
+            Evaluation.lease_owner == worker_id,
+            Evaluation.status.in_(sources(Move.FINISH)),
+        )
+        .values(
+            status=status,
+            error=error,
+            finished_at=utcnow(),
+            lease_owner=None,
+            lease_expires_at=None,
+        )
+    )
+    return bool(result.rowcount == 1)  # type: ignore[attr-defined]

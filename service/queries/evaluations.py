@@ -7,7 +7,8 @@ from collections.abc import Iterable
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
-from service.db.models import SUCCEEDED, Evaluation
+from service.db.models import Evaluation
+from service.lifecycle import SUCCEEDED
 
 
 def latest_evaluations(session: Session, candidate_ids: Iterable[int]) -> dict[int, Evaluation]:

@@ -32,9 +32,10 @@ from sqlalchemy import and_, select, update
 from sqlalchemy.orm import Session, sessionmaker
 
 from service.db.base import utcnow
-from service.db.models import QUEUED, RUNNING, Evaluation
+from service.db.models import Evaluation
 from service.db.session import unit_of_work
 from service.engine.lease import lease_expired, log_event
+from service.lifecycle import QUEUED, RUNNING, Move, sources
 
 log = logging.getLogger("tunegate.recovery")
 
@@ -69,7 +70,10 @@ def expire_stale_leases(factory: sessionmaker[Session], now: datetime | None = N
             result = session.execute(
                 update(Evaluation)
                 .where(
-                    Evaluation.id == evaluation_id, Evaluation.status == RUNNING, same_owner, stale
+                    Evaluation.id == evaluation_id,
+                    Evaluation.status.in_(sources(Move.REQUEUE)),
+                    same_owner,
+                    stale,
                 )
                 .values(status=QUEUED, lease_owner=None, lease_expires_at=None)
                 .execution_options(synchronize_session=False)

@@ -299,7 +299,7 @@ def test_queued_evaluation_without_a_message_is_picked_up(
     stack: Stack, api: httpx.Client, base_candidate: int
 ) -> None:
     """A row committed as queued but never published (broker down at the time)."""
-    from service import evaluations
+    from service import evaluation_commands
     from service.candidates import get_candidate
 
     assert stack.workers()
@@ -308,7 +308,9 @@ def test_queued_evaluation_without_a_message_is_picked_up(
     settings = Settings(database_url=stack.database_url, data_dir=Path(stack.root / "data"))
     with unit_of_work(make_sessionmaker(engine)) as session:
         candidate = get_candidate(session, base_candidate)
-        evaluation, queued = evaluations.create_evaluation(session, settings, candidate, "orphan")
+        evaluation, queued = evaluation_commands.create_evaluation(
+            session, settings, candidate, "orphan"
+        )
         orphan = evaluation.id
     engine.dispose()
     assert queued == [orphan]

@@ -13,13 +13,14 @@ import pytest
 from sqlalchemy import select, update
 from sqlalchemy.orm import Session, sessionmaker
 
-from service import evaluations
+from service import evaluation_commands
 from service.datasets import push_version
 from service.db.base import utcnow
-from service.db.models import QUEUED, RUNNING, SUCCEEDED, Evaluation, LeaseEvent
+from service.db.models import Evaluation, LeaseEvent
 from service.db.session import make_engine, make_sessionmaker, unit_of_work
 from service.engine import lease
 from service.families import base_candidate, create_family, get_family
+from service.lifecycle import QUEUED, RUNNING, SUCCEEDED
 from service.settings import Settings
 from service.worker.recovery import RecoveryLoop, expire_stale_leases, waiting_since
 from tests.models import tiny_llama_dir
@@ -46,7 +47,9 @@ def queue_evaluations(factory: sessionmaker[Session], settings: Settings, n: int
         with unit_of_work(factory) as session:
             push_version(session, f"ds{k}", json.dumps({"input": f"question {k}"}).encode())
             candidate = base_candidate(session, get_family(session, "fam"))
-            evaluation, _ = evaluations.create_evaluation(session, settings, candidate, f"ds{k}")
+            evaluation, _ = evaluation_commands.create_evaluation(
+                session, settings, candidate, f"ds{k}"
+            )
             ids.append(evaluation.id)
     return ids
 

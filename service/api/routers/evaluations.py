@@ -9,7 +9,7 @@ from typing import Annotated
 from fastapi import APIRouter, BackgroundTasks, Query, Request
 from sqlalchemy.orm import Session
 
-from service import evaluations
+from service import evaluation_commands, evaluations
 from service.api.deps import ReadToken, SessionDep, SettingsDep, SubmitToken
 from service.api.schemas.evaluations import (
     EvaluationCreate,
@@ -73,7 +73,9 @@ def create_evaluation(
     background: BackgroundTasks,
 ) -> EvaluationDetail:
     candidate = get_candidate(session, body.candidate_id)
-    evaluation, queued = evaluations.create_evaluation(session, settings, candidate, body.dataset)
+    evaluation, queued = evaluation_commands.create_evaluation(
+        session, settings, candidate, body.dataset
+    )
     commit_and_enqueue(session, request, background, queued)
     return _detail(session, evaluation.id)
 
@@ -137,12 +139,12 @@ def retry_evaluation(
     background: BackgroundTasks,
     _: SubmitToken,
 ) -> EvaluationDetail:
-    evaluations.retry_evaluation(session, evaluation_id)
+    evaluation_commands.retry_evaluation(session, evaluation_id)
     commit_and_enqueue(session, request, background, [evaluation_id])
     return _detail(session, evaluation_id)
 
 
 @router.post("/{evaluation_id}/cancel", summary="Cancel a queued or running evaluation")
 def cancel_evaluation(evaluation_id: int, session: SessionDep, _: SubmitToken) -> EvaluationDetail:
-    evaluations.cancel_evaluation(session, evaluation_id)
+    evaluation_commands.cancel_evaluation(session, evaluation_id)
     return _detail(session, evaluation_id)
