@@ -30,6 +30,7 @@ from service.cli.options import (
     read_file,
     session,
 )
+from service.cli.report_command import report
 from service.cli.submit_command import submit
 
 # --- dataset / family ------------------------------------------------------------------------
@@ -273,6 +274,7 @@ def register(app: typer.Typer) -> None:
     app.add_typer(family_app, name="family")
     app.add_typer(eval_app, name="eval")
     app.command("submit")(submit)
+    app.command("report")(report)
     app.command("sweep")(sweep_command)
     app.command("promote")(promote)
     app.command("history")(history)
