@@ -7,7 +7,7 @@ passing gate decision, and records a :class:`~service.db.models.Promotion` row.
 
 from __future__ import annotations
 
-from sqlalchemy import select
+from sqlalchemy import Select, func, select
 from sqlalchemy.orm import Session
 
 from service.db.models import Alias, Family, Promotion
@@ -33,12 +33,24 @@ def list_promotions(
     """Promotions (all families, or one), newest first. Raises ``InvalidRequest`` for a bad page."""
     if not 1 <= limit <= MAX_PAGE or offset < 0:
         raise InvalidRequest(f"limit must be within 1..{MAX_PAGE} and offset ≥ 0")
+    query = _promotions(family_id, alias).order_by(Promotion.id.desc())
+    return list(session.scalars(query.offset(offset).limit(limit)))
+
+
+def count_promotions(
+    session: Session, family_id: int | None = None, *, alias: str | None = None
+) -> int:
+    """How many promotions :func:`list_promotions` pages through."""
+    return session.scalar(_promotions(family_id, alias).with_only_columns(func.count())) or 0
+
+
+def _promotions(family_id: int | None, alias: str | None) -> Select[Promotion]:
     query = select(Promotion)
     if family_id is not None:
         query = query.where(Promotion.family_id == family_id)
     if alias is not None:
         query = query.where(Promotion.alias == alias)
-    return list(session.scalars(query.order_by(Promotion.id.desc()).offset(offset).limit(limit)))
+    return query
 
 
 def family_names(session: Session, promotions: list[Promotion]) -> dict[int, str]:

@@ -24,7 +24,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
 
-from service.errors import CheckpointRejected
+from service.errors import CheckpointNotVisible, CheckpointRejected
 
 CheckpointKind = Literal["lora", "full"]
 
@@ -98,16 +98,16 @@ def _resolved_roots(roots: Sequence[Path]) -> list[Path]:
 def resolve_within_roots(path: Path, roots: Sequence[Path]) -> Path:
     """Resolve ``path`` (symlinks and ``..`` included) and require it under an allowed root.
 
-    Returns the real path. Raises ``CheckpointRejected`` if it does not exist or
+    Returns the real path. Raises ``CheckpointNotVisible`` if it does not exist or
     resolves outside every root.
     """
     real_roots = _resolved_roots(roots)
     try:
         real = Path(path).expanduser().resolve(strict=True)
     except (OSError, RuntimeError) as exc:
-        raise CheckpointRejected(f"checkpoint path {str(path)!r} does not exist") from exc
+        raise CheckpointNotVisible(f"checkpoint path {str(path)!r} does not exist") from exc
     if not _within(real, real_roots):
-        raise CheckpointRejected(
+        raise CheckpointNotVisible(
             f"checkpoint path {str(path)!r} resolves to {str(real)!r}, outside the allowed roots "
             f"{[str(r) for r in real_roots]}"
         )

@@ -42,6 +42,13 @@ class CheckpointRejected(InvalidRequest):
     """A checkpoint refused before anything in it is loaded or executed."""
 
 
+class CheckpointNotVisible(CheckpointRejected):
+    """The checkpoint path does not exist on the server or lies outside its allowed roots.
+
+    A client that has the folder locally reacts by uploading it instead.
+    """
+
+
 class UnknownEvaluator(InvalidRequest):
     """An evaluator name that no built-in or entry point provides."""
 

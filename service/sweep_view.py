@@ -7,17 +7,17 @@ statistics settings as the gate), so the view always agrees with the decisions.
 
 from __future__ import annotations
 
-from dataclasses import asdict
-from typing import Any
+from dataclasses import dataclass
 
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from service import decisions
-from service.db.models import Candidate
+from service.db.models import Candidate, Evaluation
 from service.families import get_family, policy_of
 from service.gate.policy import MinImprovement, OutOfDomainDelta, Policy
 from service.gate.scores import compare_metric
+from service.jsontypes import JSONObject, JSONValue
 from service.queries import decisions as decision_queries
 from service.queries import evaluations as evaluation_queries
 from service.sweeps import SweepRow, recommend, sweep_row
@@ -41,7 +41,42 @@ def ood_metric_of(policy: Policy) -> str:
     return DEFAULT_OOD_METRIC
 
 
-def list_sweeps(session: Session, family_name: str) -> list[dict[str, Any]]:
+@dataclass(frozen=True)
+class SweepSummary:
+    """One sweep of a family: how many candidates, at which learning rates."""
+
+    sweep: str
+    n_candidates: int
+    learning_rates: list[float]
+
+
+@dataclass(frozen=True)
+class SweepCandidate:
+    """One candidate of a sweep: where its latest evaluation stands and, once its gate
+    decision exists, the labelled :class:`~service.sweeps.SweepRow` and the lift metric."""
+
+    candidate_id: int
+    learning_rate: float | None
+    evaluation: Evaluation | None
+    diagnosis: JSONObject | None
+    training_log: list[JSONValue]
+    decision_id: int | None = None
+    row: SweepRow | None = None
+    lift_metric: str | None = None
+    lift_significant: bool | None = None
+
+
+@dataclass(frozen=True)
+class SweepView:
+    family: str
+    sweep: str
+    candidates: list[SweepCandidate]
+    """By learning rate."""
+    recommended_rate: float | None
+    recommendation_reason: str
+
+
+def list_sweeps(session: Session, family_name: str) -> list[SweepSummary]:
     family = get_family(session, family_name)
     rows: dict[str, list[float]] = {}
     for sweep, lr in session.execute(
@@ -51,15 +86,12 @@ def list_sweeps(session: Session, family_name: str) -> list[dict[str, Any]]:
     ):
         if sweep is not None and lr is not None:
             rows.setdefault(sweep, []).append(lr)
-    return [
-        {"sweep": s, "n_candidates": len(lrs), "learning_rates": sorted(lrs)}
-        for s, lrs in sorted(rows.items())
-    ]
+    return [SweepSummary(s, len(lrs), sorted(lrs)) for s, lrs in sorted(rows.items())]
 
 
 def sweep_view(
     session: Session, family_name: str, sweep: str, *, lift_metric: str | None = None
-) -> dict[str, Any]:
+) -> SweepView:
     """Every candidate of the sweep with its latest evaluation and decision, and the
     recommended rate. A fixed number of queries, whatever the number of candidates."""
     family = get_family(session, family_name)
@@ -82,65 +114,55 @@ def sweep_view(
         | {d.baseline_evaluation_id for d in decided.values()},
     )
     scores = decisions.scores_of_many(session, compared.values())
-    out_rows: list[dict[str, Any]] = []
-    scored: list[SweepRow] = []
+    shown: list[SweepCandidate] = []
     for candidate in candidates:
         evaluation = latest.get(candidate.id)
-        base: dict[str, Any] = {
-            "candidate_id": candidate.id,
-            "learning_rate": candidate.learning_rate,
-            "evaluation_id": evaluation.id if evaluation else None,
-            "status": evaluation.status if evaluation else "not evaluated",
-            "progress": (
-                {"done": evaluation.progress_done, "total": evaluation.progress_total}
-                if evaluation
-                else None
-            ),
-            "diagnosis": candidate.diagnosis,
-            "training_log": candidate.training_log or [],
-            "decision_id": None,
-            "verdict": None,
-            "label": None,
-        }
         decision_row = decided.get(evaluation.id) if evaluation else None
-        if evaluation is not None and decision_row is not None:
-            policy = policies[decision_row.policy_id]
-            metric = lift_metric or lift_metric_of(policy)
-            cand_scores = scores[evaluation.id]
-            base_scores = scores[decision_row.baseline_evaluation_id]
-            lift = compare_metric(cand_scores, base_scores, metric, policy, domain="in")
-            ood = compare_metric(
-                cand_scores, base_scores, ood_metric_of(policy), policy, domain="out"
+        if evaluation is None or decision_row is None:
+            shown.append(
+                SweepCandidate(
+                    candidate_id=candidate.id,
+                    learning_rate=candidate.learning_rate,
+                    evaluation=evaluation,
+                    diagnosis=candidate.diagnosis,
+                    training_log=candidate.training_log or [],
+                )
             )
-            halluc = compare_metric(cand_scores, base_scores, "hallucination", policy, domain="all")
-            diagnosis = (candidate.diagnosis or {}).get("label")
-            row = sweep_row(
-                str(candidate.id),
-                candidate.learning_rate,
-                decisions.decision_of(decision_row),
-                lift=lift if lift.n else None,
-                ood=ood if ood.n else None,
-                hallucination=halluc if halluc.n else None,
-                training_diagnosis=diagnosis,
-            )
-            scored.append(row)
-            base.update(asdict(row))
-            base.update(
+            continue
+        policy = policies[decision_row.policy_id]
+        metric = lift_metric or lift_metric_of(policy)
+        cand_scores = scores[evaluation.id]
+        base_scores = scores[decision_row.baseline_evaluation_id]
+        lift = compare_metric(cand_scores, base_scores, metric, policy, domain="in")
+        ood = compare_metric(cand_scores, base_scores, ood_metric_of(policy), policy, domain="out")
+        halluc = compare_metric(cand_scores, base_scores, "hallucination", policy, domain="all")
+        diagnosis = (candidate.diagnosis or {}).get("label")
+        row = sweep_row(
+            str(candidate.id),
+            candidate.learning_rate,
+            decisions.decision_of(decision_row),
+            lift=lift if lift.n else None,
+            ood=ood if ood.n else None,
+            hallucination=halluc if halluc.n else None,
+            training_diagnosis=diagnosis if isinstance(diagnosis, str) else None,
+        )
+        shown.append(
+            SweepCandidate(
                 candidate_id=candidate.id,
+                learning_rate=candidate.learning_rate,
+                evaluation=evaluation,
+                diagnosis=candidate.diagnosis,
+                training_log=candidate.training_log or [],
                 decision_id=decision_row.id,
+                row=row,
                 lift_metric=metric,
                 lift_significant=lift.significant_improvement,
             )
-        out_rows.append(base)
+        )
+    scored = [c.row for c in shown if c.row is not None]
     rate, reason = (
         recommend(scored)
         if scored
         else (None, "no candidate of this sweep has a gate decision yet")
     )
-    return {
-        "family": family.name,
-        "sweep": sweep,
-        "rows": out_rows,
-        "recommended_rate": rate,
-        "recommendation_reason": reason,
-    }
+    return SweepView(family.name, sweep, shown, rate, reason)

@@ -10,7 +10,11 @@ that registers something carries an ``Idempotency-Key`` that is generated once, 
 first attempt, and sent unchanged with every retry, so a retry whose first attempt did reach
 the server is answered with the first registration instead of a second one.
 
-Every failure is raised as :class:`ClientError`, which the commands print as one line.
+Answers are parsed into the API's own response models (:mod:`service.api.schemas`), so a
+client reads attributes, never dict keys, and a body that does not match is an error at
+once. Every failure is raised as :class:`ClientError`, which the commands print as one line;
+a server error a client reacts to arrives as its own subclass, chosen by the error's class
+name in the server's ``{"error": "<ClassName>", "detail": ...}`` body, never by its text.
 """
 
 from __future__ import annotations
@@ -21,11 +25,22 @@ import uuid
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TypeVar
 
 import httpx
+from pydantic import BaseModel, TypeAdapter, ValidationError
 
+from service import errors
 from service.aliases import PRODUCTION
+from service.api.schemas.candidates import CandidateSubmitted
+from service.api.schemas.common import ErrorOut
+from service.api.schemas.datasets import PushedVersionOut, VersionOut
+from service.api.schemas.decisions import DecisionOut
+from service.api.schemas.evaluations import EvaluationDetail
+from service.api.schemas.families import FamilyOut, PolicyChangeOut
+from service.api.schemas.promotions import PromotionOut, PromotionPage
+from service.api.schemas.sweeps import SweepOut
+from service.jsontypes import JSONObject, JSONValue
 
 DEFAULT_URL = "http://127.0.0.1:8080"
 RETRY_STATUSES = frozenset({500, 502, 503, 504})
@@ -51,6 +66,28 @@ class ClientError(Exception):
         """The one line printed for this error."""
         text = f"{self.what}: {self.why}"
         return f"{text} — {self.fix}" if self.fix else text
+
+
+class CheckpointNotVisibleError(ClientError):
+    """The server cannot see the checkpoint path (missing there, or outside its roots)."""
+
+
+class GateNotPassedError(ClientError):
+    """Promotion refused: the candidate has no passing gate decision."""
+
+
+class InvalidTrainingLogError(ClientError):
+    """The server refused the training log (not trainer_state.json or step JSONL, too short)."""
+
+
+SERVER_ERRORS: dict[str, type[ClientError]] = {
+    errors.CheckpointNotVisible.__name__: CheckpointNotVisibleError,
+    errors.GateNotPassed.__name__: GateNotPassedError,
+    errors.InvalidTrainingLog.__name__: InvalidTrainingLogError,
+}
+"""The server's error class name → the client error raised for it (others: ClientError)."""
+
+ModelT = TypeVar("ModelT", bound=BaseModel)
 
 
 def new_idempotency_key() -> str:
@@ -80,12 +117,9 @@ def resolve_token(token: str | None) -> str | None:
 def _explain(method: str, path: str, response: httpx.Response) -> ClientError:
     """Turn a non-2xx answer into a ClientError using the server's ``{error, detail}`` body."""
     try:
-        body = response.json()
-    except ValueError:
-        body = None
-    if isinstance(body, dict) and "error" in body:
-        error, detail = str(body["error"]), str(body.get("detail", ""))
-    else:
+        body = ErrorOut.model_validate_json(response.content)
+        error, detail = body.error, body.detail
+    except ValidationError:
         error, detail = f"HTTP {response.status_code}", response.text.strip()[:300]
     fix = None
     if response.status_code == 401:
@@ -97,7 +131,7 @@ def _explain(method: str, path: str, response: httpx.Response) -> ClientError:
         fix = "use a token with a wider scope"
     elif response.status_code >= 500:
         fix = "see the server log"
-    return ClientError(
+    return SERVER_ERRORS.get(error, ClientError)(
         f"{method} {path} failed",
         f"{error}: {detail}",
         fix,
@@ -119,7 +153,7 @@ class RetryPolicy:
 
 
 class TunegateClient:
-    """A thin, typed wrapper over the REST API (JSON in, JSON out)."""
+    """A thin, typed wrapper over the REST API: JSON in, the API's response models out."""
 
     def __init__(
         self,
@@ -158,8 +192,8 @@ class TunegateClient:
         *,
         idempotency_key: str | None = None,
         headers: Mapping[str, str] | None = None,
-        **kwargs: Any,
-    ) -> Any:
+        **kwargs: object,
+    ) -> JSONValue:
         """Send a request, retrying network errors and 5xx; return the decoded JSON body.
 
         Raises :class:`ClientError` when the server cannot be reached after every attempt
@@ -173,7 +207,12 @@ class TunegateClient:
             if attempt:
                 time.sleep(self.retry.delay(attempt - 1))
             try:
-                response = self._http.request(method, path, headers=all_headers, **kwargs)
+                response = self._http.request(
+                    method,
+                    path,
+                    headers=all_headers,
+                    **kwargs,  # type: ignore[arg-type]  # httpx's keyword arguments, passed on
+                )
             except httpx.TransportError as exc:
                 last_network_error = exc
                 continue
@@ -184,8 +223,8 @@ class TunegateClient:
             if not response.content:
                 return None
             try:
-                return response.json()
-            except ValueError as exc:
+                return TypeAdapter(JSONValue).validate_json(response.content)
+            except ValidationError as exc:
                 raise ClientError(
                     f"{method} {path} failed", "the server answered with something not JSON"
                 ) from exc
@@ -195,115 +234,130 @@ class TunegateClient:
             "start it with `tunegate serve`, or point --url / TUNEGATE_URL at a running one",
         ) from last_network_error
 
+    def call(
+        self,
+        model: type[ModelT],
+        method: str,
+        path: str,
+        *,
+        idempotency_key: str | None = None,
+        headers: Mapping[str, str] | None = None,
+        **kwargs: object,
+    ) -> ModelT:
+        """:meth:`request`, with the answer parsed into ``model`` (a response schema).
+
+        Raises :class:`ClientError` when the answer does not match the model.
+        """
+        body = self.request(
+            method, path, idempotency_key=idempotency_key, headers=headers, **kwargs
+        )
+        try:
+            return model.model_validate(body)
+        except ValidationError as exc:
+            raise ClientError(
+                f"{method} {path} failed",
+                f"the answer is not a {model.__name__}: {exc.error_count()} field error(s), "
+                f"first: {exc.errors()[0]['msg']} at {exc.errors()[0]['loc']}",
+                "the client and the server are different versions",
+            ) from exc
+
     # ---- resources -------------------------------------------------------------------
 
-    def push_dataset(self, name: str, body: bytes) -> dict[str, Any]:
+    def push_dataset(self, name: str, body: bytes) -> PushedVersionOut:
         """Push JSONL; the same content returns the same (content-addressed) version."""
-        result: dict[str, Any] = self.request(
+        return self.call(
+            PushedVersionOut,
             "POST",
             f"/v1/datasets/{name}/versions",
             content=body,
             headers={"Content-Type": "application/x-ndjson"},
         )
-        return result
 
-    def get_dataset_version(self, name: str, version: str = "latest") -> dict[str, Any]:
-        result: dict[str, Any] = self.request("GET", f"/v1/datasets/{name}/versions/{version}")
-        return result
+    def get_dataset_version(self, name: str, version: str = "latest") -> VersionOut:
+        return self.call(VersionOut, "GET", f"/v1/datasets/{name}/versions/{version}")
 
-    def create_family(
-        self, name: str, base_model: str, policy: str | None = None
-    ) -> dict[str, Any]:
+    def create_family(self, name: str, base_model: str, policy: str | None = None) -> FamilyOut:
         """Create a family; ``policy`` is JSON/YAML text (default: the shipped policy)."""
-        body: dict[str, Any] = {"name": name, "base_model": base_model}
+        body: JSONObject = {"name": name, "base_model": base_model}
         if policy is not None:
             body["policy"] = policy
-        result: dict[str, Any] = self.request("POST", "/v1/families", json=body)
-        return result
+        return self.call(FamilyOut, "POST", "/v1/families", json=body)
 
-    def put_policy(self, family: str, text: str) -> dict[str, Any]:
+    def put_policy(self, family: str, text: str) -> PolicyChangeOut:
         """Replace a family's gate policy with JSON or YAML text (a new policy version)."""
-        result: dict[str, Any] = self.request(
+        return self.call(
+            PolicyChangeOut,
             "PUT",
             f"/v1/families/{family}/policy",
             content=text.encode("utf-8"),
             headers={"Content-Type": "application/yaml"},
         )
-        return result
 
-    def get_family(self, name: str) -> dict[str, Any]:
-        result: dict[str, Any] = self.request("GET", f"/v1/families/{name}")
-        return result
+    def get_family(self, name: str) -> FamilyOut:
+        return self.call(FamilyOut, "GET", f"/v1/families/{name}")
 
-    def register_candidate(self, metadata: Mapping[str, Any], key: str) -> dict[str, Any]:
+    def register_candidate(self, metadata: JSONObject, key: str) -> CandidateSubmitted:
         """Register a candidate by path (the server reads the folder)."""
-        result: dict[str, Any] = self.request(
-            "POST", "/v1/candidates", json=dict(metadata), idempotency_key=key
+        return self.call(
+            CandidateSubmitted, "POST", "/v1/candidates", json=metadata, idempotency_key=key
         )
-        return result
 
     def upload_candidate(
         self,
         archive: Path,
-        metadata: Mapping[str, Any],
+        metadata: JSONObject,
         key: str,
         training_log: Path | None = None,
-    ) -> dict[str, Any]:
+    ) -> CandidateSubmitted:
         """Register a candidate by uploading a tar.gz of its folder (multipart)."""
         import json
 
         # bytes, not open files: every retry resends the whole archive from its start
-        files: dict[str, Any] = {
-            "archive": (archive.name, archive.read_bytes(), "application/gzip")
-        }
+        files = {"archive": (archive.name, archive.read_bytes(), "application/gzip")}
         if training_log is not None:
             files["training_log"] = (training_log.name, training_log.read_bytes(), "text/plain")
-        result: dict[str, Any] = self.request(
+        return self.call(
+            CandidateSubmitted,
             "POST",
             "/v1/candidates/upload",
             files=files,
-            data={"metadata": json.dumps(dict(metadata))},
+            data={"metadata": json.dumps(metadata)},
             idempotency_key=key,
             timeout=httpx.Timeout(60.0, read=900.0),  # the server hashes and unpacks it first
         )
-        return result
 
-    def get_evaluation(self, evaluation_id: int | str) -> dict[str, Any]:
-        result: dict[str, Any] = self.request("GET", f"/v1/evaluations/{evaluation_id}")
-        return result
+    def get_evaluation(self, evaluation_id: int) -> EvaluationDetail:
+        return self.call(EvaluationDetail, "GET", f"/v1/evaluations/{evaluation_id}")
 
-    def get_decision(self, decision_id: int | str) -> dict[str, Any]:
-        result: dict[str, Any] = self.request("GET", f"/v1/decisions/{decision_id}")
-        return result
+    def get_decision(self, decision_id: int) -> DecisionOut:
+        return self.call(DecisionOut, "GET", f"/v1/decisions/{decision_id}")
 
-    def decision_for_evaluation(self, evaluation_id: int | str) -> dict[str, Any]:
+    def decision_for_evaluation(self, evaluation_id: int) -> DecisionOut:
         """The gate decision of a finished evaluation (the server computes it if missing)."""
-        result: dict[str, Any] = self.request(
-            "GET", "/v1/decisions", params={"evaluation_id": evaluation_id}
+        return self.call(
+            DecisionOut, "GET", "/v1/decisions", params={"evaluation_id": evaluation_id}
         )
-        return result
 
-    def get_sweep(self, family: str, sweep: str) -> dict[str, Any]:
-        result: dict[str, Any] = self.request("GET", f"/v1/sweeps/{family}/{sweep}")
-        return result
+    def get_sweep(self, family: str, sweep: str) -> SweepOut:
+        return self.call(SweepOut, "GET", f"/v1/sweeps/{family}/{sweep}")
 
     def promote(
         self,
         family: str,
-        candidate_id: int | str,
+        candidate_id: int,
         *,
         alias: str = PRODUCTION,
         reason: str | None = None,
         override: bool = False,
-    ) -> dict[str, Any]:
-        body: dict[str, Any] = {"candidate_id": candidate_id, "alias": alias, "override": override}
+    ) -> PromotionOut:
+        body: JSONObject = {"candidate_id": candidate_id, "alias": alias, "override": override}
         if reason:
             body["reason"] = reason
-        result: dict[str, Any] = self.request("POST", f"/v1/families/{family}/promote", json=body)
-        return result
+        return self.call(PromotionOut, "POST", f"/v1/families/{family}/promote", json=body)
 
-    def promotions(self, family: str) -> list[dict[str, Any]]:
-        result: Any = self.request("GET", "/v1/promotions", params={"family": family})
-        if isinstance(result, dict):  # a paged envelope
-            result = result.get("items", result.get("promotions", []))
-        return [dict(item) for item in result or []]
+    def promotions(self, family: str) -> list[PromotionOut]:
+        """The family's promotions, newest first (the first page of up to 500)."""
+        page = self.call(
+            PromotionPage, "GET", "/v1/promotions", params={"family": family, "limit": 500}
+        )
+        return page.items

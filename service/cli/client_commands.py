@@ -11,13 +11,14 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from pathlib import Path
-from typing import Annotated, Any
+from typing import Annotated
 
 import typer
 from rich.table import Table
 
 from service.aliases import PRODUCTION
-from service.cli.client import ClientError
+from service.api.schemas.sweeps import SweepOut
+from service.cli.client import ClientError, GateNotPassedError
 from service.cli.options import (
     EXIT_FAIL,
     DebugOpt,
@@ -117,9 +118,9 @@ def dataset_push(
             as_json,
             v,
             lambda: out.print(
-                f"dataset {v['name']}@{v['version']} ({v['digest'][:12]}): "
-                f"{v['n_examples']} examples ({v['n_in_domain']} in-domain, "
-                f"{v['n_out_domain']} out-of-domain), {v['n_heldout']} held-out texts"
+                f"dataset {v.name}@{v.version} ({v.digest[:12]}): "
+                f"{v.n_examples} examples ({v.n_in_domain} in-domain, "
+                f"{v.n_out_domain} out-of-domain), {v.n_heldout} held-out texts"
             ),
         )
 
@@ -167,7 +168,7 @@ def family_show(
     """Show a family (base model, policy, aliases)."""
     with session(url, token, debug) as client:
         family = client.get_family(name)
-        emit(as_json, family, lambda: out.print_json(data=family))
+        emit(as_json, family, lambda: out.print_json(family.model_dump_json()))
 
 
 # --- sweep / promote / history / eval -----------------------------------------------------
@@ -194,11 +195,11 @@ def sweep_command(
         emit(as_json, view, lambda: _print_sweep(view, chart, sweep_table))
 
 
-def _print_sweep(view: dict[str, Any], chart: Path | None, table: Callable[..., Table]) -> None:
+def _print_sweep(view: SweepOut, chart: Path | None, table: Callable[[SweepOut], Table]) -> None:
     out.print(table(view))
-    rate = view.get("recommended_rate")
+    rate = view.recommended_rate
     head = f"recommended rate: {rate:g}" if rate is not None else "no recommended rate"
-    out.print(f"{head} — {view.get('recommendation_reason', '')}", highlight=False)
+    out.print(f"{head} — {view.recommendation_reason}", highlight=False)
     if chart is not None:
         out.print(f"chart: {chart}")
 
@@ -220,9 +221,7 @@ def promote(
             record = client.promote(
                 family, candidate, alias=alias, reason=reason, override=override
             )
-        except ClientError as exc:
-            if exc.error != "GateNotPassed":
-                raise
+        except GateNotPassedError as exc:
             err.print(f"[red]promotion refused:[/red] {exc.why}", highlight=False, soft_wrap=True)
             raise typer.Exit(EXIT_FAIL) from None
         emit(

@@ -20,7 +20,7 @@ import tempfile
 import time
 from collections.abc import Callable
 from pathlib import Path
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 from rich.progress import (
@@ -32,16 +32,24 @@ from rich.progress import (
     TimeElapsedColumn,
 )
 
+from service.api.schemas.candidates import CandidateSubmitted
+from service.api.schemas.sweeps import SweepOut
 from service.cli.client import ClientError, TunegateClient
 from service.cli.options import make_console
+from service.cli.report import fmt
 from service.cli.submission import CandidateRequest, is_finished, submit_candidate
 from service.cli.waiting import ProgressView
 from service.demo import DemoPlan
 
+if TYPE_CHECKING:
+    from rich.table import Table
+
+    from service.settings import Settings
+
 console = make_console()
 
 
-def _settings(out: Path) -> Any:
+def _settings(out: Path) -> Settings:
     from service.settings import Settings
 
     return Settings(
@@ -71,7 +79,7 @@ def _step(text: str) -> None:
 
 def _train_and_submit(
     client: TunegateClient, base_dir: Path, out: Path, plan: DemoPlan
-) -> list[dict[str, Any]]:
+) -> list[CandidateSubmitted]:
     """Train each rate and submit it as soon as it is trained (as a CI job would)."""
     from service.demo import DATASET_NAME, FAMILY_NAME, SWEEP_NAME, training_pairs
     from service.demo.training import initial_adapter, rate_dir_name, train_rate
@@ -79,7 +87,7 @@ def _train_and_submit(
     pairs = training_pairs()
     root = out / "checkpoints" / SWEEP_NAME
     init = initial_adapter(base_dir, pairs, root / "init", plan.target_modules)
-    submitted = []
+    submitted: list[CandidateSubmitted] = []
     columns = (
         TextColumn("{task.description:<22}"),
         BarColumn(),
@@ -117,8 +125,8 @@ def _train_and_submit(
             submitted.append(candidate)
             progress.update(
                 task,
-                note=f"final loss {result.final_loss:.3g} → candidate {candidate.get('id')}, "
-                f"evaluation {candidate.get('evaluation_id')}",
+                note=f"final loss {result.final_loss:.3g} → candidate {candidate.id}, "
+                f"evaluation {candidate.evaluation_id}",
             )
     return submitted
 
@@ -130,7 +138,7 @@ def _advance(progress: Progress, task: TaskID) -> Callable[[int], None]:
     return update
 
 
-def _wait_all(client: TunegateClient, submitted: list[dict[str, Any]], timeout: float) -> None:
+def _wait_all(client: TunegateClient, submitted: list[CandidateSubmitted], timeout: float) -> None:
     """Show every evaluation (and the shared baseline) until all are decided or failed."""
     deadline = time.monotonic() + timeout
     view = ProgressView(console)
@@ -138,12 +146,14 @@ def _wait_all(client: TunegateClient, submitted: list[dict[str, Any]], timeout: 
         while True:
             done = True
             for candidate in submitted:
-                evaluation = client.get_evaluation(candidate["evaluation_id"])
-                baseline_id = evaluation.get("baseline_evaluation_id")
-                baseline = client.get_evaluation(baseline_id) if baseline_id else None
+                if candidate.evaluation_id is None:  # the demo always asks for an evaluation
+                    raise ClientError("demo", f"candidate {candidate.id} has no evaluation")
+                evaluation = client.get_evaluation(candidate.evaluation_id)
+                baseline_id = evaluation.baseline_evaluation_id
+                baseline = client.get_evaluation(baseline_id) if baseline_id is not None else None
                 if baseline is not None:
                     view.show("baseline", baseline)
-                view.show(f"lr {candidate.get('learning_rate', 0):g}", evaluation)
+                view.show(f"lr {candidate.learning_rate or 0:g}", evaluation)
                 done = done and is_finished(evaluation, baseline)
             if done:
                 return
@@ -194,9 +204,9 @@ def demo(
             with TunegateClient(server.url, server.admin_token) as client:
                 version = client.push_dataset(DATASET_NAME, eval_dataset(plan))
                 _step(
-                    f"dataset {DATASET_NAME}@{version['version']}: {version['n_in_domain']} "
-                    f"in-domain tickets, {version['n_out_domain']} out-of-domain questions, "
-                    f"{version['n_heldout']} held-out texts"
+                    f"dataset {DATASET_NAME}@{version.version}: {version.n_in_domain} "
+                    f"in-domain tickets, {version.n_out_domain} out-of-domain questions, "
+                    f"{version.n_heldout} held-out texts"
                 )
                 client.create_family(FAMILY_NAME, SMOLLM2, policy_text())
                 _step(f"family {FAMILY_NAME} (base {SMOLLM2}, policy service/demo/data)")
@@ -216,9 +226,9 @@ def demo(
 
                 sweep_chart(view, chart_path)
                 summaries = {
-                    row["candidate_id"]: client.get_decision(row["decision_id"])["summary"]
-                    for row in view.get("rows", [])
-                    if row.get("decision_id") is not None
+                    row.candidate_id: client.get_decision(row.decision_id).summary
+                    for row in view.rows
+                    if row.decision_id is not None
                 }
                 _finish(view, summaries, sweep_table, chart_path, out, server.url, started)
         finally:
@@ -226,28 +236,27 @@ def demo(
 
 
 def _finish(
-    view: dict[str, Any],
-    summaries: dict[Any, str],
-    table: Any,
+    view: SweepOut,
+    summaries: dict[int, str],
+    table: Callable[[SweepOut], Table],
     chart: Path,
     out: Path,
     url: str,
     started: float,
 ) -> None:
     console.print(table(view))
-    for row in view.get("rows", []):
-        reasons = (row.get("diagnosis") or {}).get("reasons") or []
+    for row in view.rows:
+        reasons = row.diagnosis.reasons if row.diagnosis is not None else []
         console.print(
-            f"[bold]lr {row.get('learning_rate'):g}[/] ({row.get('label')}): "
-            f"{row.get('label_reason') or ''}",
+            f"[bold]lr {fmt(row.learning_rate)}[/] ({row.label}): {row.label_reason or ''}",
             highlight=False,
         )
-        console.print(f"  gate {summaries.get(row['candidate_id'], '—')}", highlight=False)
+        console.print(f"  gate {summaries.get(row.candidate_id, '—')}", highlight=False)
         if reasons:
             console.print(f"  training log: {'; '.join(reasons)}", highlight=False)
-    rate = view.get("recommended_rate")
+    rate = view.recommended_rate
     head = f"recommended learning rate: {rate:g}" if rate is not None else "no recommended rate"
-    console.print(f"[bold]{head}[/] — {view.get('recommendation_reason', '')}", highlight=False)
+    console.print(f"[bold]{head}[/] — {view.recommendation_reason}", highlight=False)
     console.print(f"chart: {chart}", highlight=False)
     console.print(
         f"server data (SQLite, checkpoints, logs): {out} — browse it again with "

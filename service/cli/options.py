@@ -6,14 +6,14 @@ Exit codes: 0 success / gate passed, 1 gate failed (regression: promotion refuse
 
 from __future__ import annotations
 
-import json
 import os
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Annotated, Any
+from typing import Annotated
 
 import typer
+from pydantic_core import to_json
 from rich.console import Console
 from rich.markup import escape
 
@@ -75,9 +75,11 @@ def session(url: str | None, token: str | None, debug: bool) -> Iterator[Tunegat
         raise typer.Exit(EXIT_ERROR) from None
 
 
-def emit(as_json: bool, data: Any, human: Callable[[], None]) -> None:
+def emit(as_json: bool, data: object, human: Callable[[], None]) -> None:
+    """Print ``data`` as JSON (``--json``: response models, lists and dicts of them), else
+    call ``human``."""
     if as_json:
-        typer.echo(json.dumps(data, indent=2, default=str))
+        typer.echo(to_json(data, indent=2).decode("utf-8"))
     else:
         human()
 

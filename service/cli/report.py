@@ -1,21 +1,22 @@
 """Rendering a gate decision for people and for CI: a rich table, JUnit XML, Markdown.
 
-All three read the server's JSON (``GET /v1/decisions/{id}`` and the candidate record);
-none recomputes anything. JUnit has one test case per rule, a ``<failure>`` for ``fail``
-and ``inconclusive_fail`` (the gate counts both as failures); an evaluation that never
-reached a decision becomes one ``<error>`` case, so a CI page never shows a green suite
-for a gate that did not run.
+All three read the server's answers as the client parsed them (the :class:`DecisionOut` of
+``GET /v1/decisions/{id}`` and the candidate record); none recomputes anything. JUnit has one
+test case per rule, a ``<failure>`` for ``fail`` and ``inconclusive_fail`` (the gate counts
+both as failures); an evaluation that never reached a decision becomes one ``<error>`` case,
+so a CI page never shows a green suite for a gate that did not run.
 """
 
 from __future__ import annotations
 
 import math
 import xml.etree.ElementTree as ET
-from collections.abc import Mapping, Sequence
 from pathlib import Path
-from typing import Any
 
 from rich.table import Table
+
+from service.api.schemas.candidates import CandidateOut
+from service.api.schemas.decisions import DecisionOut, RuleResultOut
 
 FAILING = frozenset({"fail", "inconclusive_fail"})
 _STYLE = {
@@ -43,32 +44,28 @@ def signed(value: object, digits: int = 3) -> str:
     return fmt(value)
 
 
-def interval(rule: Mapping[str, Any]) -> str:
-    low, high = rule.get("ci_low"), rule.get("ci_high")
-    if low is None and high is None:
+def interval(rule: RuleResultOut) -> str:
+    if rule.ci_low is None and rule.ci_high is None:
         return "—"
-    return f"[{fmt(low, 3)}, {fmt(high, 3)}]"
+    return f"[{fmt(rule.ci_low, 3)}, {fmt(rule.ci_high, 3)}]"
 
 
-def rule_label(rule: Mapping[str, Any]) -> str:
+def rule_label(rule: RuleResultOut) -> str:
     """The rule id; with its scope when the id was named by hand (derived ids carry it)."""
-    scope = rule.get("scope")
-    rule_id = str(rule.get("rule_id", "?"))
-    derived = rule_id.startswith(f"{rule.get('kind')}:")
-    return rule_id if derived or not scope else f"{rule_id} ({scope})"
+    derived = rule.rule_id.startswith(f"{rule.kind}:")
+    return rule.rule_id if derived or not rule.scope else f"{rule.rule_id} ({rule.scope})"
 
 
-def delta(rule: Mapping[str, Any]) -> str:
+def delta(rule: RuleResultOut) -> str:
     """The oriented effect, or ``×ratio`` for a perplexity-ratio rule."""
-    ratio = rule.get("ratio")
-    if isinstance(ratio, int | float) and not isinstance(ratio, bool):
-        return f"×{fmt(ratio, 3)}"
-    return signed(rule.get("effect"))
+    if rule.ratio is not None:
+        return f"×{fmt(rule.ratio, 3)}"
+    return signed(rule.effect)
 
 
-def verdict_table(decision: Mapping[str, Any]) -> Table:
+def verdict_table(decision: DecisionOut) -> Table:
     """Rule, baseline, candidate, delta, interval and verdict, one row per rule."""
-    table = Table(title=f"gate decision {decision.get('id', '')}: {decision.get('verdict')}")
+    table = Table(title=f"gate decision {decision.id}: {decision.verdict}")
     for column, justify in (
         ("rule", "left"),
         ("baseline", "right"),
@@ -78,45 +75,42 @@ def verdict_table(decision: Mapping[str, Any]) -> Table:
         ("verdict", "left"),
     ):
         table.add_column(column, justify=justify)  # type: ignore[arg-type]
-    for rule in decision.get("rules", []):
-        verdict = str(rule.get("verdict"))
+    for rule in decision.rules:
         table.add_row(
             rule_label(rule),
-            fmt(rule.get("baseline_value")),
-            fmt(rule.get("candidate_value")),
+            fmt(rule.baseline_value),
+            fmt(rule.candidate_value),
             delta(rule),
             interval(rule),
-            f"[{_STYLE.get(verdict, 'white')}]{verdict}[/]",
+            f"[{_STYLE.get(rule.verdict, 'white')}]{rule.verdict}[/]",
         )
     return table
 
 
-def diagnosis_lines(candidate: Mapping[str, Any] | None) -> list[str]:
+def diagnosis_lines(candidate: CandidateOut | None) -> list[str]:
     """The training-log diagnosis as plain lines (empty when the candidate has none)."""
-    diagnosis = (candidate or {}).get("diagnosis")
-    if not diagnosis:
+    diagnosis = candidate.diagnosis if candidate is not None else None
+    if diagnosis is None:
         return []
-    lines = [f"training log: {diagnosis.get('label')}"]
-    lines += [f"  - {reason}" for reason in diagnosis.get("reasons", [])]
-    return lines
+    return [f"training log: {diagnosis.label}", *(f"  - {r}" for r in diagnosis.reasons)]
 
 
 # --- JUnit ---------------------------------------------------------------------------------
 
 
-def _rule_text(rule: Mapping[str, Any]) -> str:
+def _rule_text(rule: RuleResultOut) -> str:
     return (
-        f"{rule.get('message', '')}\n"
-        f"baseline={fmt(rule.get('baseline_value'))} "
-        f"candidate={fmt(rule.get('candidate_value'))} "
-        f"effect={signed(rule.get('effect'))} interval={interval(rule)} "
-        f"p={fmt(rule.get('p_value'), 3)} n={rule.get('n')} "
-        f"tolerance={fmt(rule.get('tolerance'))}"
+        f"{rule.message}\n"
+        f"baseline={fmt(rule.baseline_value)} "
+        f"candidate={fmt(rule.candidate_value)} "
+        f"effect={signed(rule.effect)} interval={interval(rule)} "
+        f"p={fmt(rule.p_value, 3)} n={rule.n} "
+        f"tolerance={fmt(rule.tolerance)}"
     )
 
 
 def junit_xml(
-    decision: Mapping[str, Any] | None,
+    decision: DecisionOut | None,
     *,
     suite: str,
     case_class: str,
@@ -124,8 +118,8 @@ def junit_xml(
 ) -> str:
     """JUnit XML: one ``<testcase>`` per rule; ``error`` (no decision) becomes an ``<error>``."""
     root = ET.Element("testsuites")
-    rules: Sequence[Mapping[str, Any]] = (decision or {}).get("rules", [])
-    failures = sum(1 for r in rules if r.get("verdict") in FAILING)
+    rules = decision.rules if decision is not None else []
+    failures = sum(1 for r in rules if r.verdict in FAILING)
     errors = 1 if error is not None else 0
     tests = len(rules) + errors
     attrs = {"name": suite, "tests": str(tests), "failures": str(failures)}
@@ -143,10 +137,10 @@ def junit_xml(
             "testcase",
             {"classname": case_class, "name": rule_label(rule), "time": "0"},
         )
-        verdict = str(rule.get("verdict"))
+        verdict = rule.verdict
         if verdict in FAILING:
             failure = ET.SubElement(
-                case, "failure", {"message": f"{verdict}: {rule.get('message', '')}"[:500]}
+                case, "failure", {"message": f"{verdict}: {rule.message}"[:500]}
             )
             failure.attrib["type"] = verdict
             failure.text = _rule_text(rule)
@@ -164,10 +158,10 @@ def _md(text: object) -> str:
 
 
 def markdown_summary(
-    decision: Mapping[str, Any] | None,
+    decision: DecisionOut | None,
     *,
     title: str,
-    candidate: Mapping[str, Any] | None = None,
+    candidate: CandidateOut | None = None,
     error: str | None = None,
 ) -> str:
     """A Markdown summary for ``$GITHUB_STEP_SUMMARY`` (or a merge-request comment)."""
@@ -175,20 +169,17 @@ def markdown_summary(
     if decision is None:
         lines += [f"**error** — {_md(error or 'no gate decision')}", ""]
         return "\n".join(lines)
-    verdict = str(decision.get("verdict"))
-    mark = "✅ pass" if verdict == "pass" else "❌ fail — promotion refused"
-    lines += [f"**{mark}**", "", _md(decision.get("summary", "")), ""]
+    mark = "✅ pass" if decision.verdict == "pass" else "❌ fail — promotion refused"
+    lines += [f"**{mark}**", "", _md(decision.summary), ""]
     lines += [
         "| rule | baseline | candidate | delta | interval | verdict |",
         "|---|---:|---:|---:|---:|---|",
     ]
-    for rule in decision.get("rules", []):
-        verdict_text = str(rule.get("verdict"))
-        if verdict_text in FAILING:
-            verdict_text = f"**{verdict_text}**"
+    for rule in decision.rules:
+        verdict_text = f"**{rule.verdict}**" if rule.verdict in FAILING else rule.verdict
         lines.append(
-            f"| {_md(rule_label(rule))} | {fmt(rule.get('baseline_value'))} | "
-            f"{fmt(rule.get('candidate_value'))} | {delta(rule)} | "
+            f"| {_md(rule_label(rule))} | {fmt(rule.baseline_value)} | "
+            f"{fmt(rule.candidate_value)} | {delta(rule)} | "
             f"{interval(rule)} | {verdict_text} |"
         )
     diagnosis = diagnosis_lines(candidate)

@@ -3,8 +3,9 @@ demo both do, over HTTP only.
 
 Path or upload: the candidate is first registered *by path* (the absolute local path), which
 costs nothing when the server runs on the same machine or shares the file system. When the
-server answers ``422 CheckpointRejected`` saying the path does not exist or lies outside its
-allowed roots, and the folder does exist here, the folder is packed into a tar.gz and
+server answers that the path does not exist or lies outside its
+allowed roots (``422 CheckpointNotVisible``, a :class:`CheckpointNotVisibleError` here), and
+the folder does exist here, the folder is packed into a tar.gz and
 uploaded instead (``POST /v1/candidates/upload``). ``upload=True`` uploads straight away;
 ``upload=False`` never does. Both attempts carry the same ``Idempotency-Key``, and the
 client reuses it on every retry, so a candidate is registered at most once.
@@ -18,11 +19,17 @@ import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
 
-from service.cli.client import ClientError, TunegateClient, new_idempotency_key
-
-_NOT_VISIBLE = ("does not exist", "outside the allowed roots")
+from service.api.schemas.candidates import CandidateSubmitted
+from service.api.schemas.decisions import DecisionOut
+from service.api.schemas.evaluations import EvaluationDetail
+from service.cli.client import (
+    CheckpointNotVisibleError,
+    ClientError,
+    TunegateClient,
+    new_idempotency_key,
+)
+from service.jsontypes import JSONObject
 
 
 @dataclass(frozen=True)
@@ -40,12 +47,12 @@ class CandidateRequest:
     name: str | None = None
     training_run: str | None = None
 
-    def metadata(self, *, with_path: bool) -> dict[str, Any]:
+    def metadata(self, *, with_path: bool) -> JSONObject:
         """The JSON body of the registration (the training log inlined as text).
 
         An evaluation is queued with the registration when a dataset is named.
         """
-        body: dict[str, Any] = {
+        body: JSONObject = {
             "family": self.family,
             "learning_rate": self.learning_rate,
             "tags": dict(self.tags),
@@ -53,10 +60,14 @@ class CandidateRequest:
         }
         if with_path:
             body["checkpoint"] = str(self.checkpoint.expanduser().resolve())
-        for key in ("kind", "sweep", "dataset", "name", "training_run"):
-            value = getattr(self, key)
-            if value is not None:
-                body[key] = value
+        optional = {
+            "kind": self.kind,
+            "sweep": self.sweep,
+            "dataset": self.dataset,
+            "name": self.name,
+            "training_run": self.training_run,
+        }
+        body.update({key: value for key, value in optional.items() if value is not None})
         if self.training_log is not None and with_path:
             body["training_log"] = self.training_log.read_text(encoding="utf-8")
             body["training_log_filename"] = self.training_log.name
@@ -83,10 +94,6 @@ def pack_folder(folder: Path, out_dir: Path) -> Path:
     return archive
 
 
-def _server_cannot_see(exc: ClientError) -> bool:
-    return exc.error == "CheckpointRejected" and any(s in exc.why for s in _NOT_VISIBLE)
-
-
 def submit_candidate(
     client: TunegateClient,
     request: CandidateRequest,
@@ -94,7 +101,7 @@ def submit_candidate(
     upload: bool | None = None,
     idempotency_key: str | None = None,
     on_upload: Callable[[], None] | None = None,
-) -> dict[str, Any]:
+) -> CandidateSubmitted:
     """Register the candidate and queue its evaluation; returns the server's candidate record.
 
     ``upload``: ``None`` tries the path first and uploads when the server cannot see it (see
@@ -106,9 +113,8 @@ def submit_candidate(
     if upload is not True:
         try:
             return client.register_candidate(request.metadata(with_path=True), key)
-        except ClientError as exc:
-            local = request.checkpoint.expanduser()
-            if upload is False or not _server_cannot_see(exc) or not local.is_dir():
+        except CheckpointNotVisibleError:
+            if upload is False or not request.checkpoint.expanduser().is_dir():
                 raise
     if not request.checkpoint.is_dir():
         raise ClientError(
@@ -130,17 +136,17 @@ def submit_candidate(
 class Outcome:
     """A finished wait: the candidate's evaluation, its baseline's, and the decision."""
 
-    evaluation: dict[str, Any]
-    baseline: dict[str, Any] | None
-    decision: dict[str, Any] | None
+    evaluation: EvaluationDetail
+    baseline: EvaluationDetail | None
+    decision: DecisionOut | None
 
 
-ProgressCallback = Callable[[dict[str, Any], dict[str, Any] | None], None]
+ProgressCallback = Callable[[EvaluationDetail, EvaluationDetail | None], None]
 
 
 def wait_for_decision(
     client: TunegateClient,
-    evaluation_id: int | str,
+    evaluation_id: int,
     *,
     timeout: float,
     on_progress: ProgressCallback | None = None,
@@ -155,33 +161,28 @@ def wait_for_decision(
     deadline = time.monotonic() + timeout
     while True:
         evaluation = client.get_evaluation(evaluation_id)
-        baseline_id = evaluation.get("baseline_evaluation_id")
-        baseline = client.get_evaluation(baseline_id) if baseline_id else None
+        baseline_id = evaluation.baseline_evaluation_id
+        baseline = client.get_evaluation(baseline_id) if baseline_id is not None else None
         if on_progress is not None:
             on_progress(evaluation, baseline)
         if is_finished(evaluation, baseline):
             decision = None
-            if evaluation.get("status") == "succeeded":
+            if evaluation.status == "succeeded":
                 decision = client.decision_for_evaluation(evaluation_id)
             return Outcome(evaluation, baseline, decision)
-        status = evaluation.get("status")
         if time.monotonic() >= deadline:
+            progress = evaluation.progress
             raise ClientError(
                 f"timed out after {timeout:g}s waiting for evaluation {evaluation_id}",
-                f"it is {status} ({_progress_text(evaluation)})",
+                f"it is {evaluation.status} ({progress.done}/{progress.total} examples)",
                 f"raise --timeout, or check later with `tunegate eval show {evaluation_id}`",
             )
         time.sleep(poll_seconds)
 
 
-def is_finished(evaluation: Mapping[str, Any], baseline: Mapping[str, Any] | None) -> bool:
+def is_finished(evaluation: EvaluationDetail, baseline: EvaluationDetail | None) -> bool:
     """Either one failed or was cancelled, or both succeeded (a decision can be made)."""
-    statuses = [evaluation.get("status")] + ([baseline.get("status")] if baseline else [])
+    statuses = [evaluation.status] + ([baseline.status] if baseline else [])
     if any(s in ("failed", "cancelled") for s in statuses):
         return True
     return all(s == "succeeded" for s in statuses)
-
-
-def _progress_text(evaluation: Mapping[str, Any]) -> str:
-    progress = evaluation.get("progress") or {}
-    return f"{progress.get('done', 0)}/{progress.get('total', 0)} examples"

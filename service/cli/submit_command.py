@@ -4,10 +4,12 @@ gate it — the command a CI job runs after each fine-tune."""
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Annotated, Any
+from typing import Annotated
 
 import typer
 
+from service.api.schemas.candidates import CandidateSubmitted
+from service.api.schemas.decisions import DecisionOut
 from service.cli import report
 from service.cli.client import ClientError
 from service.cli.options import (
@@ -99,10 +101,10 @@ def submit(
             upload=upload,
             on_upload=lambda: err.print("the server cannot see the path; uploading the folder"),
         )
-        evaluation_id = candidate.get("evaluation_id")
+        evaluation_id = candidate.evaluation_id
         if not as_json:
             err.print(
-                f"registered candidate {candidate.get('id')} ({candidate.get('kind')}, "
+                f"registered candidate {candidate.id} ({candidate.kind}, "
                 f"lr {lr:g}) — evaluation {evaluation_id} queued",
                 highlight=False,
             )
@@ -110,7 +112,7 @@ def submit(
             emit(
                 as_json,
                 {"candidate": candidate},
-                lambda: out.print(f"candidate {candidate.get('id')} evaluation {evaluation_id}"),
+                lambda: out.print(f"candidate {candidate.id} evaluation {evaluation_id}"),
             )
             return
         view = ProgressView(err, enabled=not as_json)
@@ -119,14 +121,14 @@ def submit(
                 client, evaluation_id, timeout=timeout, on_progress=view.update
             )
         code, error = submit_exit_code(outcome)
-        title = f"tunegate: {family} candidate {candidate.get('id')} (lr {lr:g})"
+        title = f"tunegate: {family} candidate {candidate.id} (lr {lr:g})"
         if junit is not None:
             report.write_text(
                 junit,
                 report.junit_xml(
                     outcome.decision,
                     suite=f"tunegate.{family}",
-                    case_class=f"tunegate.{family}.candidate_{candidate.get('id')}",
+                    case_class=f"tunegate.{family}.candidate_{candidate.id}",
                     error=error,
                 ),
             )
@@ -150,13 +152,13 @@ def submit(
 
 
 def _print_outcome(
-    decision: dict[str, Any] | None, candidate: dict[str, Any], error: str | None
+    decision: DecisionOut | None, candidate: CandidateSubmitted, error: str | None
 ) -> None:
     if decision is None:
         err.print(f"[red]error:[/red] {error}", highlight=False, soft_wrap=True)
         return
     out.print(report.verdict_table(decision))
-    colour = "green" if decision.get("verdict") == "pass" else "red"
-    out.print(f"[{colour}]{decision.get('summary', decision.get('verdict'))}[/]", highlight=False)
+    colour = "green" if decision.verdict == "pass" else "red"
+    out.print(f"[{colour}]{decision.summary}[/]", highlight=False)
     for line in report.diagnosis_lines(candidate):
         out.print(line, highlight=False)

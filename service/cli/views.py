@@ -2,49 +2,44 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
-from typing import Any
+from collections.abc import Sequence
 
+from pydantic import BaseModel
 from rich.console import RenderableType
 from rich.table import Table
 
+from service.api.schemas.evaluations import EvaluationDetail
+from service.api.schemas.sweeps import SweepOut, SweepRowOut
 from service.cli.report import fmt, signed
 
 LABEL_STYLE = {"good": "green", "underfit": "yellow", "forgetting": "magenta", "collapse": "red"}
 
-
-# flat sweep-row keys of (effect, interval low, interval high) per nested key
-_FLAT = {
-    "in_domain_lift": ("in_domain_lift", "lift_ci_low", "lift_ci_high"),
-    "out_of_domain_delta": ("ood_delta", "ood_ci_low", "ood_ci_high"),
-}
+Effect = tuple[float | None, float | None, float | None]
+"""(effect, ci_low, ci_high); the interval is (None, None) where there is none."""
 
 
-def effect_of(row: Mapping[str, Any], key: str) -> tuple[Any, Any, Any]:
-    """(effect, ci_low, ci_high) of a sweep row's ``key``.
-
-    Accepts both shapes a sweep row may have: ``{key: {effect, ci_low, ci_high}}`` or flat
-    keys (``in_domain_lift``, ``lift_ci_low``, ...; ``ood_delta``, ``ood_ci_low``, ...).
-    """
-    value = row.get(key)
-    if isinstance(value, Mapping):
-        return value.get("effect"), value.get("ci_low"), value.get("ci_high")
-    effect, low, high = _FLAT.get(key, (key, "", ""))
-    return row.get(effect), row.get(low), row.get(high)
+def lift_of(row: SweepRowOut) -> Effect:
+    """The in-domain lift of the target metric, with its interval."""
+    return row.in_domain_lift, row.lift_ci_low, row.lift_ci_high
 
 
-def _effect(row: Mapping[str, Any], key: str) -> str:
+def ood_of(row: SweepRowOut) -> Effect:
+    """The out-of-domain change (negative = forgetting), with its interval."""
+    return row.ood_delta, row.ood_ci_low, row.ood_ci_high
+
+
+def _effect(effect: Effect) -> str:
     """``+0.12 [0.05, 0.2]``: the effect and its interval when there is one."""
-    effect, low, high = effect_of(row, key)
-    text = signed(effect)
+    value, low, high = effect
+    text = signed(value)
     if low is not None and high is not None:
         text += f" [{fmt(low, 2)}, {fmt(high, 2)}]"
     return text
 
 
-def sweep_table(view: Mapping[str, Any]) -> Table:
+def sweep_table(view: SweepOut) -> Table:
     """One row per candidate of the sweep, by learning rate."""
-    table = Table(title=f"sweep {view.get('family')}/{view.get('sweep')}")
+    table = Table(title=f"sweep {view.family}/{view.sweep}")
     for column in (
         "lr",
         "candidate",
@@ -59,57 +54,59 @@ def sweep_table(view: Mapping[str, Any]) -> Table:
         "training log",
     ):
         table.add_column(column, justify="left" if column in ("verdict", "label") else "right")
-    recommended = view.get("recommended_rate")
-    for row in view.get("rows", []):
-        lr = row.get("learning_rate")
-        verdict = str(row.get("verdict") or row.get("status") or "—")
-        label = str(row.get("label") or "—")
-        lr_text = fmt(lr, 3)
-        if recommended is not None and lr == recommended:
+    for row in view.rows:
+        verdict = row.verdict or row.status
+        label = row.label or "—"
+        lr_text = fmt(row.learning_rate, 3)
+        if view.recommended_rate is not None and row.learning_rate == view.recommended_rate:
             lr_text = f"[bold green]{lr_text} ★[/]"
-        diagnosis = row.get("diagnosis") or {}
         table.add_row(
             lr_text,
-            str(row.get("candidate_id")),
+            str(row.candidate_id),
             f"[{'green' if verdict == 'pass' else 'red'}]{verdict}[/]",
             f"[{LABEL_STYLE.get(label, 'white')}]{label}[/]",
-            _effect(row, "in_domain_lift"),
-            _effect(row, "out_of_domain_delta"),
-            signed(row.get("hallucination_change")),
-            fmt(row.get("perplexity_ratio"), 3),
-            fmt(row.get("empty_output"), 2),
-            fmt(row.get("repetition"), 2),
-            str(diagnosis.get("label", "—")) if isinstance(diagnosis, Mapping) else str(diagnosis),
+            _effect(lift_of(row)),
+            _effect(ood_of(row)),
+            signed(row.hallucination_change),
+            fmt(row.perplexity_ratio, 3),
+            fmt(row.empty_output, 2),
+            fmt(row.repetition, 2),
+            row.diagnosis.label if row.diagnosis is not None else "—",
         )
     return table
 
 
-def records_table(records: Sequence[Mapping[str, Any]], title: str) -> Table:
-    """A table of JSON records, with the columns their keys suggest (scalars only)."""
+def records_table(records: Sequence[BaseModel], title: str) -> Table:
+    """A table of records (response models), one column per scalar field."""
     table = Table(title=title)
     columns: list[str] = []
     for record in records:
-        for key, value in record.items():
-            if key not in columns and not isinstance(value, dict | list):
-                columns.append(key)
+        for name in type(record).model_fields:
+            value = getattr(record, name)
+            if name not in columns and not isinstance(value, BaseModel | dict | list):
+                columns.append(name)
     for column in columns:
         table.add_column(column)
     for record in records:
-        table.add_row(*(fmt(record.get(c)) for c in columns))
+        table.add_row(*(fmt(getattr(record, c, None)) for c in columns))
     return table
 
 
-def evaluation_text(evaluation: Mapping[str, Any]) -> list[RenderableType]:
+def evaluation_text(evaluation: EvaluationDetail) -> list[RenderableType]:
     """Status lines and an aggregates table for ``tunegate eval show``."""
-    progress = evaluation.get("progress") or {}
+    progress = evaluation.progress
     lines: list[RenderableType] = [
-        f"evaluation {evaluation.get('id')}: {evaluation.get('status')} "
-        f"({progress.get('done', 0)}/{progress.get('total', 0)} examples)"
+        f"evaluation {evaluation.id}: {evaluation.status} "
+        f"({progress.done}/{progress.total} examples)"
     ]
-    for key in ("error", "baseline_evaluation_id", "gate_decision_id", "reused_from_id"):
-        if evaluation.get(key) is not None:
-            lines.append(f"{key.replace('_', ' ')}: {evaluation[key]}")
-    aggregates = evaluation.get("aggregates") or []
-    if aggregates:
-        lines.append(records_table(aggregates, "aggregates"))
+    for name, value in (
+        ("error", evaluation.error),
+        ("baseline evaluation id", evaluation.baseline_evaluation_id),
+        ("gate decision id", evaluation.gate_decision_id),
+        ("reused from id", evaluation.reused_from_id),
+    ):
+        if value is not None:
+            lines.append(f"{name}: {value}")
+    if evaluation.aggregates:
+        lines.append(records_table(evaluation.aggregates, "aggregates"))
     return lines

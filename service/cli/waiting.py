@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 from types import TracebackType
-from typing import Any
 
 from rich.console import Console
 from rich.progress import (
@@ -15,6 +14,7 @@ from rich.progress import (
     TimeElapsedColumn,
 )
 
+from service.api.schemas.evaluations import EvaluationDetail
 from service.cli.submission import Outcome
 
 
@@ -45,22 +45,21 @@ class ProgressView:
     ) -> None:
         self._progress.stop()
 
-    def show(self, role: str, evaluation: dict[str, Any]) -> None:
+    def show(self, role: str, evaluation: EvaluationDetail) -> None:
         """Add or update the bar named ``role`` from an evaluation record."""
-        progress = evaluation.get("progress") or {}
-        total = int(progress.get("total") or 0) or None
-        done = int(progress.get("done") or 0)
-        status = str(evaluation.get("status", "?"))
-        if evaluation.get("reused_from_id") or evaluation.get("reused"):
+        total = evaluation.progress.total or None
+        done = evaluation.progress.done
+        status = evaluation.status
+        if evaluation.reused_from_id is not None:
             status += " (reused)"
-        description = f"{role} evaluation {evaluation.get('id')}"
+        description = f"{role} evaluation {evaluation.id}"
         if role not in self._tasks:
             self._tasks[role] = self._progress.add_task(description, total=total, status=status)
         self._progress.update(
             self._tasks[role], completed=done, total=total, status=status, description=description
         )
 
-    def update(self, evaluation: dict[str, Any], baseline: dict[str, Any] | None) -> None:
+    def update(self, evaluation: EvaluationDetail, baseline: EvaluationDetail | None) -> None:
         """Called after each poll with the candidate's and the baseline's evaluation."""
         if baseline is not None:
             self.show("baseline", baseline)
@@ -70,12 +69,12 @@ class ProgressView:
 def submit_exit_code(outcome: Outcome) -> tuple[int, str | None]:
     """(exit code, error line): 0 pass, 1 gate failed, 2 evaluation failed / no decision."""
     if outcome.decision is not None:
-        return (0 if outcome.decision.get("verdict") == "pass" else 1), None
+        return (0 if outcome.decision.verdict == "pass" else 1), None
     for role, evaluation in (("baseline", outcome.baseline), ("candidate", outcome.evaluation)):
-        if evaluation is not None and evaluation.get("status") in ("failed", "cancelled"):
-            reason = evaluation.get("error") or "no reason recorded"
+        if evaluation is not None and evaluation.status in ("failed", "cancelled"):
+            reason = evaluation.error or "no reason recorded"
             return 2, (
-                f"the {role} evaluation {evaluation.get('id')} {evaluation.get('status')}: "
-                f"{reason} — see `tunegate eval show {evaluation.get('id')}`"
+                f"the {role} evaluation {evaluation.id} {evaluation.status}: "
+                f"{reason} — see `tunegate eval show {evaluation.id}`"
             )
     return 2, "the evaluation ended without a gate decision"

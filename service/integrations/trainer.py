@@ -39,7 +39,13 @@ from typing import Any
 from transformers import TrainerCallback, TrainerControl, TrainerState, TrainingArguments
 
 from service.checkpoints import ADAPTER_CONFIG, CODE_SUFFIXES, PICKLE_SUFFIXES
-from service.cli.client import ClientError, RetryPolicy, TunegateClient, new_idempotency_key
+from service.cli.client import (
+    ClientError,
+    InvalidTrainingLogError,
+    RetryPolicy,
+    TunegateClient,
+    new_idempotency_key,
+)
 from service.cli.submission import CandidateRequest, submit_candidate, wait_for_decision
 
 logger = logging.getLogger("tunegate.integrations")
@@ -229,9 +235,7 @@ class TunegateCallback(TrainerCallback):  # type: ignore[misc]
                     body = submit_candidate(
                         client, request, upload=self.upload, idempotency_key=new_idempotency_key()
                     )
-                except ClientError as exc:
-                    if exc.error != "InvalidTrainingLog":
-                        raise
+                except InvalidTrainingLogError as exc:
                     # e.g. too few logged steps yet: the checkpoint still counts
                     item.extra["training_log_refused"] = exc.why
                     logger.warning(
@@ -249,8 +253,8 @@ class TunegateCallback(TrainerCallback):  # type: ignore[misc]
             item.error = f"not submitted: {type(exc).__name__}: {exc}"
             logger.warning(item.line())
             return
-        item.candidate_id = body.get("id")
-        item.evaluation_id = body.get("evaluation_id")
+        item.candidate_id = body.id
+        item.evaluation_id = body.evaluation_id
         logger.info(item.line())
 
     def wait(self, timeout: float) -> list[Submitted]:
@@ -283,12 +287,11 @@ class TunegateCallback(TrainerCallback):  # type: ignore[misc]
         except ClientError:
             return  # not decided in time: the line says where to look
         if outcome.decision is None:
-            status = outcome.evaluation.get("status")
-            why = outcome.evaluation.get("error")
-            item.error = f"evaluation {item.evaluation_id} {status}: {why}"
+            evaluation = outcome.evaluation
+            item.error = f"evaluation {item.evaluation_id} {evaluation.status}: {evaluation.error}"
             return
-        item.verdict = str(outcome.decision.get("verdict"))
-        item.decision_id = outcome.decision.get("id")
+        item.verdict = outcome.decision.verdict
+        item.decision_id = outcome.decision.id
 
     def _client(self) -> TunegateClient:
         return TunegateClient(self.url, self.token, retry=self.retry)

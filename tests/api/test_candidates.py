@@ -98,30 +98,44 @@ def _outside(tmp_path: Path) -> Path:
     return write_lora_adapter(tmp_path / "elsewhere" / "adapter")
 
 
+REJECTED, NOT_VISIBLE = "CheckpointRejected", "CheckpointNotVisible"
+"""A refused checkpoint; one the server cannot see (a client may upload it instead)."""
+
+
 @pytest.mark.parametrize(
-    ("make_path", "reason"),
+    ("make_path", "reason", "error"),
     [
-        pytest.param(lambda root, tmp: _outside(tmp), "outside the allowed roots", id="outside"),
+        pytest.param(
+            lambda root, tmp: _outside(tmp), "outside the allowed roots", NOT_VISIBLE, id="outside"
+        ),
         pytest.param(
             lambda root, tmp: _dotdot(root, tmp),
             "outside the allowed roots",
+            NOT_VISIBLE,
             id="dotdot",
         ),
         pytest.param(
             lambda root, tmp: _symlink(root / "link", _outside(tmp)),
             "outside the allowed roots",
+            NOT_VISIBLE,
             id="symlink-out",
         ),
-        pytest.param(lambda root, tmp: Path("run-1/adapter"), "is relative", id="relative"),
-        pytest.param(lambda root, tmp: root / "missing", "does not exist", id="missing"),
+        pytest.param(
+            lambda root, tmp: Path("run-1/adapter"), "is relative", REJECTED, id="relative"
+        ),
+        pytest.param(
+            lambda root, tmp: root / "missing", "does not exist", NOT_VISIBLE, id="missing"
+        ),
         pytest.param(
             lambda root, tmp: _with_file(root / "pickled", "optimizer.pt"),
             "pickle-format weights are refused",
+            REJECTED,
             id="pickle",
         ),
         pytest.param(
             lambda root, tmp: _with_file(root / "code", "modeling_evil.py"),
             "code in a checkpoint is refused",
+            REJECTED,
             id="code",
         ),
     ],
@@ -134,11 +148,12 @@ def test_unsafe_checkpoint_refused_and_nothing_stored(
     tmp_path: Path,
     make_path: Callable[[Path, Path], Path],
     reason: str,
+    error: str,
 ) -> None:
     path = make_path(checkpoint_root, tmp_path)
     response = api_candidate(client, auth, path, headers={"Idempotency-Key": "k-unsafe"})
     assert response.status_code == 422, response.text
-    assert response.json()["error"] == "CheckpointRejected"
+    assert response.json()["error"] == error
     assert reason in response.json()["detail"]
     assert registered(client, auth) == []
 

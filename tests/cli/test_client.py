@@ -6,8 +6,19 @@ from pathlib import Path
 
 import httpx
 import pytest
+from pydantic import JsonValue
 
-from service.cli.client import ClientError, RetryPolicy, TunegateClient
+from service.api.schemas.candidates import CandidateSubmitted
+from service.api.schemas.datasets import VersionOut
+from service.api.schemas.families import FamilyOut
+from service.api.schemas.sweeps import SweepOut
+from service.cli.client import (
+    CheckpointNotVisibleError,
+    ClientError,
+    GateNotPassedError,
+    RetryPolicy,
+    TunegateClient,
+)
 from service.cli.submission import CandidateRequest, submit_candidate
 from tests.cli.conftest import LiveServer
 
@@ -53,7 +64,8 @@ class FailTwice(httpx.BaseTransport):
 def _candidates(live: LiveServer, sweep: str) -> list[dict[str, object]]:
     with TunegateClient(live.url, live.token) as client:
         rows = client.request("GET", "/v1/candidates", params={"family": "tiny", "sweep": sweep})
-    return list(rows)
+    assert isinstance(rows, list)
+    return [row for row in rows if isinstance(row, dict)]
 
 
 def test_lost_response_is_retried_with_the_same_key_and_registers_once(
@@ -69,14 +81,14 @@ def test_lost_response_is_retried_with_the_same_key_and_registers_once(
     assert len(transport.keys) == 2
     assert transport.keys[0] == transport.keys[1] is not None
     rows = _candidates(live_server, "retry")
-    assert [row["id"] for row in rows] == [candidate["id"]]
+    assert [row["id"] for row in rows] == [candidate.id]
 
 
 def test_5xx_is_retried(live_server: LiveServer) -> None:
     transport = FailTwice()
     with TunegateClient(live_server.url, live_server.token, retry=FAST, transport=transport) as c:
         version = c.get_dataset_version("ds")
-    assert version["name"] == "ds"
+    assert version.name == "ds"
     assert transport.calls == 3
 
 
@@ -112,5 +124,105 @@ def test_path_the_server_cannot_see_is_uploaded(live_server: LiveServer, tmp_pat
         with pytest.raises(ClientError) as refused:
             submit_candidate(client, request, upload=False)
     assert uploads == [1]
-    assert candidate["source"] == "upload"
+    assert candidate.source == "upload"
     assert "outside the allowed roots" in refused.value.why
+
+
+class AnswerFirst(httpx.BaseTransport):
+    """Answers the first ``POST path`` itself with ``status`` and ``body`` (what a server in
+    another situation would say); every other request reaches the live server."""
+
+    def __init__(self, path: str, status: int, body: dict[str, str]) -> None:
+        self.inner = httpx.HTTPTransport()
+        self.path, self.status, self.body = path, status, body
+        self.posts: list[str] = []
+
+    def handle_request(self, request: httpx.Request) -> httpx.Response:
+        if request.method == "POST":
+            self.posts.append(request.url.path)
+            if len(self.posts) == 1 and request.url.path == self.path:
+                return httpx.Response(self.status, json=self.body)
+        return self.inner.handle_request(request)
+
+
+def test_upload_is_decided_by_the_error_class_not_its_text(
+    live_server: LiveServer, full_copy: Path
+) -> None:
+    """A refusal whose *text* reads like "not visible" is not uploaded; a CheckpointNotVisible
+    whose text says nothing of the kind is."""
+    request = CandidateRequest(
+        checkpoint=full_copy, family="tiny", learning_rate=3e-4, sweep="by-class", kind="full"
+    )
+    looks_missing = {
+        "error": "CheckpointRejected",
+        "detail": f"checkpoint path {str(full_copy)!r} does not exist, outside the allowed roots",
+    }
+    transport = AnswerFirst("/v1/candidates", 422, looks_missing)
+    with TunegateClient(live_server.url, live_server.token, retry=FAST, transport=transport) as c:
+        with pytest.raises(ClientError) as refused:
+            submit_candidate(c, request)
+    assert type(refused.value) is ClientError
+    assert refused.value.error == "CheckpointRejected"
+    assert transport.posts == ["/v1/candidates"]  # no upload
+
+    not_visible = {"error": "CheckpointNotVisible", "detail": "no words a client should match"}
+    transport = AnswerFirst("/v1/candidates", 422, not_visible)
+    with TunegateClient(live_server.url, live_server.token, retry=FAST, transport=transport) as c:
+        candidate = submit_candidate(c, request)
+    assert transport.posts == ["/v1/candidates", "/v1/candidates/upload"]
+    assert isinstance(candidate, CandidateSubmitted)
+    assert candidate.source == "upload"
+    assert candidate.sweep == "by-class"
+
+    transport = AnswerFirst("/v1/candidates", 422, not_visible)
+    with TunegateClient(live_server.url, live_server.token, retry=FAST, transport=transport) as c:
+        with pytest.raises(CheckpointNotVisibleError):
+            submit_candidate(c, request, upload=False)
+    assert transport.posts == ["/v1/candidates"]
+
+
+def test_server_error_names_map_to_client_error_classes(
+    live_server: LiveServer, full_copy: Path
+) -> None:
+    meta: dict[str, JsonValue] = {"family": "tiny", "learning_rate": 1e-4, "sweep": "errors"}
+    with TunegateClient(live_server.url, live_server.token, retry=FAST) as client:
+        with pytest.raises(CheckpointNotVisibleError) as caught:
+            client.register_candidate({**meta, "checkpoint": "/no/such/folder"}, "k-missing")
+        never_evaluated = client.register_candidate(
+            {**meta, "checkpoint": str(full_copy), "kind": "full"}, "k-unjudged"
+        )
+        with pytest.raises(GateNotPassedError) as refused:
+            client.promote("tiny", never_evaluated.id)
+    assert caught.value.status == 422
+    assert caught.value.error == "CheckpointNotVisible"
+    assert refused.value.status == 409
+    assert refused.value.error == "GateNotPassed"
+
+
+def test_answers_are_parsed_into_the_api_models(live_server: LiveServer) -> None:
+    with TunegateClient(live_server.url, live_server.token, retry=FAST) as client:
+        family = client.get_family("tiny")
+        version = client.get_dataset_version("ds")
+        sweep = client.get_sweep("tiny", "nothing-yet")
+        history = client.promotions("tiny")
+    assert isinstance(family, FamilyOut)
+    assert family.name == "tiny"
+    assert family.created_at.tzinfo is not None  # parsed, not a string
+    assert isinstance(version, VersionOut)
+    assert (version.n_in_domain, version.n_out_domain, version.n_heldout) == (6, 6, 2)
+    assert isinstance(sweep, SweepOut)
+    assert (sweep.rows, sweep.recommended_rate) == ([], None)
+    assert history == []
+
+
+class WrongShape(httpx.BaseTransport):
+    def handle_request(self, request: httpx.Request) -> httpx.Response:
+        return httpx.Response(200, json={"name": "tiny", "policy_version": "one"})
+
+
+def test_an_answer_that_is_not_the_model_is_a_client_error() -> None:
+    with TunegateClient("http://tunegate.invalid", "t", transport=WrongShape()) as client:
+        with pytest.raises(ClientError) as caught:
+            client.get_family("tiny")
+    assert "not a FamilyOut" in caught.value.why
+    assert "\n" not in caught.value.line()

@@ -5,6 +5,7 @@ from __future__ import annotations
 import xml.etree.ElementTree as ET
 from typing import Any
 
+from service.api.schemas.decisions import DecisionOut
 from service.cli.report import junit_xml, markdown_summary
 
 
@@ -23,21 +24,28 @@ def _rule(rule_id: str, verdict: str, **numbers: Any) -> dict[str, Any]:
         "p_value": 0.01,
         "n": 30,
         "tolerance": 0.03,
+        "min_detectable_effect": None,
         "message": f"{verdict} <&> details",
         **numbers,
     }
 
 
-DECISION = {
-    "id": 7,
-    "verdict": "fail",
-    "summary": "fail: 2 of 3 rules failed",
-    "rules": [
-        _rule("no_regression:relevance:out", "pass"),
-        _rule("out_of_domain_delta:relevance_reference:out", "fail"),
-        _rule("min_improvement:token_f1:in", "inconclusive_fail", effect=None, ci_low=None),
-    ],
-}
+DECISION = DecisionOut.model_validate(
+    {
+        "id": 7,
+        "verdict": "fail",
+        "summary": "fail: 2 of 3 rules failed",
+        "policy_version": 1,
+        "candidate_evaluation_id": 3,
+        "baseline_evaluation_id": 2,
+        "created_at": "2026-11-29T20:00:00Z",
+        "rules": [
+            _rule("no_regression:relevance:out", "pass"),
+            _rule("out_of_domain_delta:relevance_reference:out", "fail"),
+            _rule("min_improvement:token_f1:in", "inconclusive_fail", effect=None, ci_low=None),
+        ],
+    }
+)
 
 
 def test_junit_has_one_case_per_rule_and_fails_inconclusive_fail() -> None:
@@ -45,7 +53,7 @@ def test_junit_has_one_case_per_rule_and_fails_inconclusive_fail() -> None:
     suite = root.find("testsuite")
     assert suite is not None
     cases = suite.findall("testcase")
-    assert [c.get("name") for c in cases] == [r["rule_id"] for r in DECISION["rules"]]
+    assert [c.get("name") for c in cases] == [r.rule_id for r in DECISION.rules]
     failed = [c.get("name") for c in cases if c.find("failure") is not None]
     assert failed == [
         "out_of_domain_delta:relevance_reference:out",

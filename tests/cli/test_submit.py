@@ -96,7 +96,7 @@ def test_json_output_carries_the_decision(live_server: LiveServer, full_copy: Pa
 def test_bad_path_is_an_error_with_exit_2(live_server: LiveServer, tmp_path: Path) -> None:
     code, out, err = _submit(live_server, tmp_path / "no-such-checkpoint")
     assert code == 2
-    assert "CheckpointRejected" in err
+    assert "CheckpointNotVisible" in err
     assert "does not exist" in err
     assert "Traceback" not in err + out
     assert len(err.strip().splitlines()) == 1

@@ -7,6 +7,7 @@ from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from sqlalchemy import text
 
 from service.api.metrics import Metrics
+from service.api.schemas.common import StatusOut
 from service.errors import TunegateError
 
 router = APIRouter(tags=["health"])
@@ -17,18 +18,18 @@ class NotReady(TunegateError):
 
 
 @router.get("/healthz", summary="The process is up")
-def healthz() -> dict[str, str]:
-    return {"status": "ok"}
+def healthz() -> StatusOut:
+    return StatusOut(status="ok")
 
 
 @router.get("/readyz", summary="The database is reachable")
-def readyz(request: Request) -> dict[str, str]:
+def readyz(request: Request) -> StatusOut:
     try:
         with request.app.state.engine.connect() as conn:
             conn.execute(text("SELECT 1"))
     except Exception as exc:
         raise NotReady(f"database unreachable: {type(exc).__name__}") from exc
-    return {"status": "ready"}
+    return StatusOut(status="ready")
 
 
 @router.get("/metrics", summary="Prometheus metrics", include_in_schema=False)

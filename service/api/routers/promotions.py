@@ -50,5 +50,8 @@ def list_promotions(
     rows = aliases.list_promotions(session, family_id, alias=alias, offset=offset, limit=limit)
     names = aliases.family_names(session, rows)
     return PromotionPage(
-        items=[PromotionOut.of(r, names[r.family_id]) for r in rows], offset=offset, limit=limit
+        items=[PromotionOut.of(r, names[r.family_id]) for r in rows],
+        total=aliases.count_promotions(session, family_id, alias=alias),
+        offset=offset,
+        limit=limit,
     )

@@ -2,23 +2,22 @@
 
 from __future__ import annotations
 
-from typing import Any
-
 from fastapi import APIRouter
 
 from service.api.deps import ReadToken, SessionDep
+from service.api.schemas.sweeps import SweepOut, SweepSummaryOut
 from service.sweep_view import list_sweeps, sweep_view
 
 router = APIRouter(prefix="/v1/sweeps", tags=["sweeps"])
 
 
 @router.get("/{family}", summary="A family's sweeps")
-def family_sweeps(session: SessionDep, _: ReadToken, family: str) -> list[dict[str, Any]]:
-    return list_sweeps(session, family)
+def family_sweeps(session: SessionDep, _: ReadToken, family: str) -> list[SweepSummaryOut]:
+    return [SweepSummaryOut.of(s) for s in list_sweeps(session, family)]
 
 
 @router.get("/{family}/{sweep}", summary="One sweep: rows by learning rate, labels, recommendation")
 def one_sweep(
     session: SessionDep, _: ReadToken, family: str, sweep: str, metric: str | None = None
-) -> dict[str, Any]:
-    return sweep_view(session, family, sweep, lift_metric=metric)
+) -> SweepOut:
+    return SweepOut.of(sweep_view(session, family, sweep, lift_metric=metric))

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Any, Literal, Self
+from typing import Literal, Self
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
@@ -73,6 +73,24 @@ class CandidateCreate(CandidateMetadata):
         return TrainingLogText(self.training_log, self.training_log_filename)
 
 
+class TrainingPointOut(BaseModel):
+    """One logged training step (a NaN or infinite loss is null)."""
+
+    step: int
+    loss: float | None
+    learning_rate: float | None = None
+    grad_norm: float | None = None
+
+
+class DiagnosisOut(BaseModel):
+    """What the candidate's training-loss curve suggests (:func:`service.traininglog.diagnose`)."""
+
+    label: str
+    figures: dict[str, float]
+    reasons: list[str]
+    flags: list[str] = Field(default_factory=list)
+
+
 class CandidateOut(BaseModel):
     id: int
     family: str
@@ -84,10 +102,10 @@ class CandidateOut(BaseModel):
     learning_rate: float | None
     sweep: str | None
     training_run: str | None
-    tags: dict[str, Any]
-    digests: dict[str, Any] = Field(description="sha256 of every file, by relative path")
+    tags: dict[str, str]
+    digests: dict[str, str] = Field(description="sha256 of every file, by relative path")
     checkpoint_digest: str | None = Field(description="sha256 over all file digests")
-    diagnosis: dict[str, Any] | None
+    diagnosis: DiagnosisOut | None = Field(description="What the training-loss curve suggests")
     status: str
     created_at: UtcDateTime
 
@@ -114,7 +132,7 @@ class CandidateOut(BaseModel):
 
 
 class CandidateDetail(CandidateOut):
-    training_log: list[Any] | None = Field(description="Parsed training-log points")
+    training_log: list[TrainingPointOut] | None = Field(description="Parsed training-log points")
 
     @classmethod
     def of(cls, row: Candidate) -> Self:

@@ -3,9 +3,9 @@
 from __future__ import annotations
 
 from datetime import UTC, datetime
-from typing import Annotated
+from typing import Annotated, Generic, TypeVar
 
-from pydantic import AfterValidator, Field
+from pydantic import AfterValidator, BaseModel, Field
 
 
 def _as_utc(value: datetime) -> datetime:
@@ -20,3 +20,26 @@ NAME_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9._-]{0,199}$"
 """Names of datasets and families: URL-safe, 1 to 200 characters."""
 
 ResourceName = Annotated[str, Field(pattern=NAME_PATTERN)]
+
+
+ItemT = TypeVar("ItemT")
+
+
+class Page(BaseModel, Generic[ItemT]):
+    """One page of a list: its items, how many there are in all, and where the page starts."""
+
+    items: list[ItemT]
+    total: int = Field(description="Items matching the query, over every page")
+    offset: int
+    limit: int
+
+
+class ErrorOut(BaseModel):
+    """Every error answer: the error's class name (what a client matches on) and the detail."""
+
+    error: str = Field(description="The class name, e.g. CheckpointNotVisible")
+    detail: str
+
+
+class StatusOut(BaseModel):
+    status: str

@@ -6,7 +6,7 @@ from typing import Any
 
 from pydantic import BaseModel
 
-from service.api.schemas.common import UtcDateTime
+from service.api.schemas.common import Page, UtcDateTime
 from service.datasets import DatasetSummary
 from service.db.models import DatasetExample, DatasetVersion
 
@@ -101,8 +101,5 @@ class ExampleOut(BaseModel):
         )
 
 
-class ExamplePage(BaseModel):
-    items: list[ExampleOut]
-    total: int
-    offset: int
-    limit: int
+class ExamplePage(Page[ExampleOut]):
+    pass

@@ -1,23 +1,55 @@
-"""Schemas for gate decisions, per-example diffs and the promote request."""
+"""Schemas for gate decisions, their rule results, per-example diffs and the promote request."""
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Literal
 
 from pydantic import BaseModel, Field
 
 from service.aliases import PRODUCTION
-from service.api.schemas.common import UtcDateTime
+from service.api.schemas.common import Page, UtcDateTime
+
+Verdict = Literal["pass", "fail"]
+RuleVerdict = Literal["pass", "fail", "inconclusive_pass", "inconclusive_fail"]
+
+
+class RuleResultOut(BaseModel):
+    """One rule's outcome with the numbers behind it (:class:`service.gate.rules.RuleResult`)."""
+
+    rule_id: str
+    kind: str
+    metric: str
+    scope: str = Field(description='Which examples the rule saw, e.g. "domain=out" or "model"')
+    verdict: RuleVerdict
+    baseline_value: float | None = Field(description="Baseline mean (or model metric) in scope")
+    candidate_value: float | None = Field(description="Candidate mean (or model metric) in scope")
+    effect: float | None = Field(
+        description="Candidate − baseline, oriented so negative = worse (comparative rules)"
+    )
+    ci_low: float | None
+    ci_high: float | None
+    p_value: float | None
+    n: int | None = Field(description="Examples used; null for model metrics")
+    tolerance: float | None = Field(
+        description="tolerance (regression), delta (min_improvement), max_ratio (perplexity)"
+    )
+    min_detectable_effect: float | None
+    message: str
+    needed_n: int | None = None
+    ratio: float | None = Field(default=None, description="Candidate / baseline (perplexity)")
+    confidence: float | None = None
+    domain: str | None = None
+    cohort: str | None = None
 
 
 class DecisionOut(BaseModel):
     id: int
-    verdict: str
+    verdict: Verdict
     summary: str
     policy_version: int
     candidate_evaluation_id: int
     baseline_evaluation_id: int
-    rules: list[dict[str, Any]]
+    rules: list[RuleResultOut]
     created_at: UtcDateTime
 
 
@@ -36,12 +68,8 @@ class ExampleDiffOut(BaseModel):
     delta: float = Field(description="candidate − baseline, oriented so negative = worse")
 
 
-class DiffPage(BaseModel):
+class DiffPage(Page[ExampleDiffOut]):
     decision_id: int
-    total: int
-    offset: int
-    limit: int
-    items: list[ExampleDiffOut]
 
 
 class CohortSliceOut(BaseModel):
@@ -65,7 +93,7 @@ class SliceSummaryOut(BaseModel):
 class TimelineEntryOut(BaseModel):
     decision_id: int
     created_at: UtcDateTime
-    verdict: str
+    verdict: Verdict
     summary: str
     policy_version: int
     candidate_id: int
@@ -75,12 +103,8 @@ class TimelineEntryOut(BaseModel):
     evaluation_id: int
 
 
-class TimelinePage(BaseModel):
+class TimelinePage(Page[TimelineEntryOut]):
     family: str
-    total: int
-    offset: int
-    limit: int
-    items: list[TimelineEntryOut]
 
 
 class PromoteIn(BaseModel):

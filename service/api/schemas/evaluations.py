@@ -7,7 +7,7 @@ from typing import Any, Self
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from service.api.schemas.common import UtcDateTime
+from service.api.schemas.common import Page, UtcDateTime
 from service.db.models import Aggregate, Evaluation
 from service.evaluations import ResultRow
 
@@ -116,11 +116,8 @@ class EvaluationDetail(EvaluationSummary):
         )
 
 
-class EvaluationPage(BaseModel):
-    items: list[EvaluationSummary]
-    total: int
-    offset: int
-    limit: int
+class EvaluationPage(Page[EvaluationSummary]):
+    pass
 
 
 class EvaluatorRef(BaseModel):
@@ -147,8 +144,5 @@ class ResultOut(BaseModel):
         return cls.model_validate(asdict(row))
 
 
-class ResultPage(BaseModel):
-    items: list[ResultOut]
-    total: int
-    offset: int
-    limit: int
+class ResultPage(Page[ResultOut]):
+    pass

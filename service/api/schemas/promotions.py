@@ -6,7 +6,7 @@ from typing import Self
 
 from pydantic import BaseModel
 
-from service.api.schemas.common import UtcDateTime
+from service.api.schemas.common import Page, UtcDateTime
 from service.db.models import Promotion
 
 
@@ -40,7 +40,5 @@ class PromotionOut(BaseModel):
         )
 
 
-class PromotionPage(BaseModel):
-    items: list[PromotionOut]
-    offset: int
-    limit: int
+class PromotionPage(Page[PromotionOut]):
+    pass
