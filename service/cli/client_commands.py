@@ -33,6 +33,7 @@ from service.cli.options import (
 )
 from service.cli.report_command import report
 from service.cli.submit_command import submit
+from service.jsontypes import JSONObject
 
 # --- dataset / family ------------------------------------------------------------------------
 
@@ -51,9 +52,7 @@ def _pairs(option: str, items: list[str]) -> dict[str, str]:
     return pairs
 
 
-def _dataset_body(
-    file: Path, maps: list[str], sets: list[str], generation: dict[str, Any]
-) -> bytes:
+def _dataset_body(file: Path, maps: list[str], sets: list[str], generation: JSONObject) -> bytes:
     """The JSONL to push: the file itself, or the table it maps to (checked row by row)."""
     from service.dataset_tables import TABLE_SUFFIXES, table_jsonl
     from service.errors import InvalidDataset
@@ -106,7 +105,7 @@ def dataset_push(
     debug: DebugOpt = False,
 ) -> None:
     """Push a dataset; the same content is the same version, whatever the file format."""
-    generation: dict[str, Any] = {}
+    generation: JSONObject = {}
     if system is not None:
         generation["system"] = system
     if max_new_tokens is not None:
