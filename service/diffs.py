@@ -9,7 +9,6 @@ database sorts and pages. Only the page's outputs are read back, never a whole e
 
 from __future__ import annotations
 
-from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -17,12 +16,13 @@ import numpy as np
 from sqlalchemy import ColumnElement, Select, and_, case, func, select
 from sqlalchemy.orm import Session, aliased
 
-from service.db.models import DatasetExample, Evaluation, ExampleResult, GateDecision, GatePolicy
+from service.db.models import DatasetExample, Evaluation, GateDecision, GatePolicy
 from service.db.models import Score as ScoreRow
 from service.decisions import metric_directions
 from service.errors import InvalidRequest
 from service.families import policy_of
 from service.gate.stats import mean_ci
+from service.queries.results import outputs_by_evaluation
 
 MAX_PAGE = 500
 COMPARATIVE_KINDS = ("min_improvement", "no_regression", "out_of_domain_delta")
@@ -139,22 +139,6 @@ class _Pairs:
         return query
 
 
-def _outputs(
-    session: Session, decision: GateDecision, keys: Sequence[str]
-) -> dict[tuple[int, str], str]:
-    if not keys:
-        return {}
-    rows = session.execute(
-        select(ExampleResult.evaluation_id, ExampleResult.example_key, ExampleResult.output).where(
-            ExampleResult.evaluation_id.in_(
-                [decision.candidate_evaluation_id, decision.baseline_evaluation_id]
-            ),
-            ExampleResult.example_key.in_(sorted(set(keys))),
-        )
-    )
-    return {(ev, key): output for ev, key, output in rows}
-
-
 def example_diffs(
     session: Session,
     decision: GateDecision,
@@ -189,8 +173,8 @@ def example_diffs(
         .offset(offset)
         .limit(limit)
     ).all()
-    outputs = _outputs(session, decision, [row[0] for row in page])
     cand_id, base_id = decision.candidate_evaluation_id, decision.baseline_evaluation_id
+    outputs = outputs_by_evaluation(session, [cand_id, base_id], [row[0] for row in page])
     return total, [
         ExampleDiff(
             example_id=key,
@@ -200,8 +184,8 @@ def example_diffs(
             reference=reference,
             context=context,
             metric=metric,
-            baseline_output=outputs.get((base_id, key), ""),
-            candidate_output=outputs.get((cand_id, key), ""),
+            baseline_output=outputs[base_id].get(key, ""),
+            candidate_output=outputs[cand_id].get(key, ""),
             baseline_score=base_value,
             candidate_score=cand_value,
             delta=float(delta),

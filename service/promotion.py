@@ -11,8 +11,7 @@ to, decision id, reason, whether it was an override.
 
 from __future__ import annotations
 
-from sqlalchemy import select
-from sqlalchemy.orm import Session, aliased
+from sqlalchemy.orm import Session
 
 from service.aliases import PRODUCTION, get_alias
 from service.auth import Principal
@@ -26,6 +25,7 @@ from service.errors import (
     PermissionDenied,
 )
 from service.families import base_candidate, current_policy, get_family
+from service.queries import decisions as decision_queries
 
 
 def current_target(session: Session, family: Family, alias: str) -> Candidate:
@@ -34,19 +34,6 @@ def current_target(session: Session, family: Family, alias: str) -> Candidate:
     if row is not None:
         return session.get_one(Candidate, row.candidate_id)
     return base_candidate(session, family)
-
-
-def passing_decision(session: Session, candidate_id: int, against_id: int) -> GateDecision | None:
-    """The newest decision of the candidate against ``against_id``; None when there is none."""
-    cand_ev, base_ev = aliased(Evaluation), aliased(Evaluation)
-    return session.scalars(
-        select(GateDecision)
-        .join(cand_ev, GateDecision.candidate_evaluation_id == cand_ev.id)
-        .join(base_ev, GateDecision.baseline_evaluation_id == base_ev.id)
-        .where(cand_ev.candidate_id == candidate_id, base_ev.candidate_id == against_id)
-        .order_by(GateDecision.id.desc())
-        .limit(1)
-    ).first()
 
 
 def current_decision(
@@ -58,7 +45,7 @@ def current_decision(
     evaluations is judged again (and stored) under the current one. None when the
     candidate was never decided against ``against_id``.
     """
-    decision = passing_decision(session, candidate_id, against_id)
+    decision = decision_queries.latest_decision_against(session, candidate_id, against_id)
     if decision is None or decision.policy_id == current_policy(session, family).id:
         return decision
     return decide_evaluation(session, session.get_one(Evaluation, decision.candidate_evaluation_id))

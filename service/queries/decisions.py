@@ -5,9 +5,9 @@ from __future__ import annotations
 from collections.abc import Iterable
 
 from sqlalchemy import func, select
-from sqlalchemy.orm import Session
+from sqlalchemy.orm import Session, aliased
 
-from service.db.models import GateDecision, GatePolicy
+from service.db.models import Evaluation, GateDecision, GatePolicy
 
 
 def latest_decisions(session: Session, evaluation_ids: Iterable[int]) -> dict[int, GateDecision]:
@@ -50,3 +50,19 @@ def policies_by_id(session: Session, policy_ids: Iterable[int]) -> dict[int, Gat
     return {
         row.id: row for row in session.scalars(select(GatePolicy).where(GatePolicy.id.in_(ids)))
     }
+
+
+def latest_decision_against(
+    session: Session, candidate_id: int, against_id: int
+) -> GateDecision | None:
+    """The newest decision of a candidate's evaluation against an evaluation of
+    candidate ``against_id``; None when there is none."""
+    cand_ev, base_ev = aliased(Evaluation), aliased(Evaluation)
+    return session.scalars(
+        select(GateDecision)
+        .join(cand_ev, GateDecision.candidate_evaluation_id == cand_ev.id)
+        .join(base_ev, GateDecision.baseline_evaluation_id == base_ev.id)
+        .where(cand_ev.candidate_id == candidate_id, base_ev.candidate_id == against_id)
+        .order_by(GateDecision.id.desc())
+        .limit(1)
+    ).first()

@@ -46,17 +46,22 @@ def scores_by_example(session: Session, evaluation_id: int) -> dict[str, dict[st
 
 
 def outputs_by_evaluation(
-    session: Session, evaluation_ids: Iterable[int]
+    session: Session, evaluation_ids: Iterable[int], keys: Iterable[str] | None = None
 ) -> dict[int, dict[str, str]]:
-    """Generated outputs of several evaluations: evaluation id → example key → text."""
+    """Generated outputs of several evaluations (of only ``keys`` when given):
+    evaluation id → example key → text."""
     ids = set(evaluation_ids)
     out: dict[int, dict[str, str]] = {evaluation_id: {} for evaluation_id in ids}
+    query = select(
+        ExampleResult.evaluation_id, ExampleResult.example_key, ExampleResult.output
+    ).where(ExampleResult.evaluation_id.in_(ids))
+    if keys is not None:
+        wanted = sorted(set(keys))
+        if not wanted:
+            return out
+        query = query.where(ExampleResult.example_key.in_(wanted))
     if ids:
-        for evaluation_id, key, text in session.execute(
-            select(
-                ExampleResult.evaluation_id, ExampleResult.example_key, ExampleResult.output
-            ).where(ExampleResult.evaluation_id.in_(ids))
-        ):
+        for evaluation_id, key, text in session.execute(query):
             out[evaluation_id][key] = text
     return out
 
