@@ -17,7 +17,7 @@ from typing import Any
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
-from evaluators import registry
+from evaluators import loglikelihood, registry
 from service.db.models import Candidate, Evaluation, Family, GateDecision
 from service.errors import DecisionNotFound, EvaluationNotFinished, EvaluationNotFound
 from service.families import current_policy, policy_of
@@ -37,6 +37,8 @@ def metric_directions() -> dict[str, bool]:
     directions = dict(MODEL_METRIC_DIRECTIONS)
     for name, (_, metric) in registry.metric_index().items():
         directions[name] = metric.higher_is_better
+    for metric in loglikelihood.METRICS:  # scored by the engine, not a registered evaluator
+        directions[metric.name] = metric.higher_is_better
     return directions
 
 

@@ -21,6 +21,7 @@ from typing import Any
 
 from sqlalchemy.orm import Session, sessionmaker
 
+from evaluators import loglikelihood as loglikelihood_metrics
 from evaluators import registry
 from evaluators.perplexity import rolling_perplexity
 from service import decisions
@@ -38,9 +39,10 @@ from service.engine.batching import BatchSizer, loglik_token_budget
 from service.engine.builtin import BUILTIN_HUB_NAMES, BUILTIN_MODELS, ensure_builtin
 from service.engine.generation import encode_prompts, generate
 from service.engine.loading import LoadedModel, ModelPool
+from service.engine.loglikelihood import is_loglikelihood_record, score_records
 from service.engine.probe import assert_adapter_changes_model
 from service.engine.provenance import cache_key, folder_weight_digests, library_versions
-from service.engine.scoring import EvaluatorSet
+from service.engine.scoring import EvaluatorSet, ScoreValue
 from service.errors import EvaluationCancelled, ModelLoadError, TunegateError
 from service.lifecycle import CANCELLED, FAILED, SUCCEEDED, EvaluationStatus
 from service.queries.results import done_keys, scores_by_example
@@ -186,6 +188,9 @@ def _run(evaluation_id: int, ctx: WorkerContext, heartbeat: lease.Heartbeat) -> 
     }
     if spec.config.get("system") is not None:  # absent when unset: older cache keys hold
         generation_config["system"] = str(spec.config["system"])
+    versions = dict(scorers.versions)
+    if any(is_loglikelihood_record(e) for e in spec.examples):
+        versions[loglikelihood_metrics.NAME] = loglikelihood_metrics.VERSION
     pool = ctx.model_pool()
     key = cache_key(
         base_digests=base_digests,
@@ -196,7 +201,7 @@ def _run(evaluation_id: int, ctx: WorkerContext, heartbeat: lease.Heartbeat) -> 
             "dtype": str(pool.dtype).removeprefix("torch."),
             "evaluator_options": scorers.options,
         },
-        evaluator_versions=scorers.versions,
+        evaluator_versions=versions,
     )
     provenance: dict[str, Any] = {
         "dataset_digest": spec.dataset_digest,
@@ -206,7 +211,7 @@ def _run(evaluation_id: int, ctx: WorkerContext, heartbeat: lease.Heartbeat) -> 
         "generation": generation_config,
         "dtype": str(pool.dtype).removeprefix("torch."),
         "device": str(pool.device),
-        "evaluators": scorers.versions,
+        "evaluators": versions,
         "evaluator_options": scorers.options,
         "libraries": library_versions(),
         "worker": ctx.worker_id,
@@ -236,6 +241,7 @@ def _run(evaluation_id: int, ctx: WorkerContext, heartbeat: lease.Heartbeat) -> 
         with unit_of_work(ctx.factory) as session:
             session.get_one(Evaluation, evaluation_id).provenance = provenance
         _generate_and_score(spec, ctx, loaded, scorers, generation_config, heartbeat)
+        _score_by_likelihood(spec, ctx, loaded, generation_config, heartbeat)
         model_rows = _perplexity(spec, loaded, ctx)
 
     with unit_of_work(ctx.factory) as session:
@@ -256,7 +262,7 @@ def _generate_and_score(
 ) -> None:
     with ctx.factory() as session:
         done = done_keys(session, spec.evaluation_id)
-    todo = [e for e in spec.examples if e.id not in done]
+    todo = [e for e in spec.examples if e.id not in done and not is_loglikelihood_record(e)]
     if not todo:
         return
     encoded = encode_prompts(
@@ -288,6 +294,47 @@ def _generate_and_score(
         rows = [
             storage.ChunkRow(e.id, o.text, o.n_prompt_tokens, o.n_new_tokens, s)
             for e, o, s in zip(chunk, outputs, scores, strict=True)
+        ]
+        with unit_of_work(ctx.factory) as session:
+            n_done = storage.write_chunk(session, spec.evaluation_id, rows)
+        if ctx.after_chunk is not None:
+            ctx.after_chunk(spec.evaluation_id, n_done)
+
+
+def _score_by_likelihood(
+    spec: storage.JobSpec,
+    ctx: WorkerContext,
+    loaded: LoadedModel,
+    generation_config: dict[str, Any],
+    heartbeat: lease.Heartbeat,
+) -> None:
+    """Multiple-choice and gold-continuation records: scored by log-likelihood, no generation,
+    in chunks written like generated ones (so progress, resume and the cache hold)."""
+    with ctx.factory() as session:
+        done = done_keys(session, spec.evaluation_id)
+    todo = [e for e in spec.examples if e.id not in done and is_loglikelihood_record(e)]
+    chunk_size = ctx.settings.chunk_size
+    for start in range(0, len(todo), chunk_size):
+        _check_continue(ctx, spec.evaluation_id, heartbeat)
+        chunk = todo[start : start + chunk_size]
+        records = score_records(
+            loaded,
+            chunk,
+            chat_template=generation_config["chat_template"],
+            system=generation_config.get("system"),
+            batch_size=ctx.batch_sizer().rows(loaded),
+        )
+        ctx.forward_passes += len(chunk)
+        name, version = loglikelihood_metrics.NAME, loglikelihood_metrics.VERSION
+        rows = [
+            storage.ChunkRow(
+                e.id,
+                r.output,
+                r.n_prompt_tokens,
+                0,
+                {m: ScoreValue(v, name, version) for m, v in r.scores.items()},
+            )
+            for e, r in zip(chunk, records, strict=True)
         ]
         with unit_of_work(ctx.factory) as session:
             n_done = storage.write_chunk(session, spec.evaluation_id, rows)

@@ -253,6 +253,16 @@ def record_requests(
     return [encode_pair(tokenizer, context, TARGET_DELIMITER + text) for text in texts]
 
 
+@dataclass(frozen=True)
+class RecordScore:
+    """One record's metrics, the text it is shown with (the choice the model prefers; empty
+    for a gold continuation) and its prompt's length in tokens."""
+
+    scores: dict[str, float]
+    output: str
+    n_prompt_tokens: int
+
+
 def score_records(
     loaded: LoadedModel,
     examples: Sequence[Example],
@@ -261,7 +271,7 @@ def score_records(
     system: str | None = None,
     batch_size: int = 8,
     share_prompt: bool = True,
-) -> list[dict[str, float]]:
+) -> list[RecordScore]:
     """Per record, its choice metrics and/or target metrics (see evaluators.loglikelihood)."""
     per_record = [
         record_requests(loaded.tokenizer, e, chat_template=chat_template, system=system)
@@ -271,14 +281,16 @@ def score_records(
     found = iter(
         loglikelihoods(loaded.model, flat, batch_size=batch_size, share_prompt=share_prompt)
     )
-    scores: list[dict[str, float]] = []
-    for example in examples:
+    records: list[RecordScore] = []
+    for example, requests in zip(examples, per_record, strict=True):
         row: dict[str, float] = {}
+        output = ""
         if example.choices is not None and example.answer is not None:
             lls = [next(found).logprob for _ in example.choices]
             row.update(choice_metrics(lls, example.choices, example.answer))
+            output = example.choices[max(range(len(lls)), key=lambda i: (lls[i], -i))]
         if example.target is not None:
             gold = next(found)
             row.update(target_metrics(gold.logprob, gold.n_tokens))
-        scores.append(row)
-    return scores
+        records.append(RecordScore(row, output, len(requests[0].context) if requests else 0))
+    return records

@@ -116,7 +116,10 @@ def test_records_get_choice_and_target_metrics(tiny: LoadedModel) -> None:
     examples = [as_plain_prompt(row) for row in general_knowledge(3)] + [
         Example(id="gold", input="The chemical symbol for gold is", target="Au.")
     ]
-    scores = score_records(tiny, examples, chat_template=False)
+    records = score_records(tiny, examples, chat_template=False)
+    scores = [r.scores for r in records]
+    assert records[0].output in (examples[0].choices or [])
+    assert records[3].output == ""
     for example, row in zip(examples[:3], scores[:3], strict=True):
         assert set(row) == {"choice_acc", "choice_acc_norm", "choice_margin"}
         requests = record_requests(tiny.tokenizer, example, chat_template=False)
@@ -140,8 +143,9 @@ def test_with_a_chat_template_the_choice_is_the_assistant_turn(tiny: LoadedModel
     assert tiny.tokenizer.decode(requests[0].context) == rendered
     assert rendered.rstrip().endswith("assistant")
     assert [tiny.tokenizer.decode(r.continuation) for r in requests] == ["Mars", "Venus"]
-    (row,) = score_records(tiny, [example], chat_template=True, system="Be brief.")
-    assert set(row) == {"choice_acc", "choice_acc_norm", "choice_margin"}
+    (record,) = score_records(tiny, [example], chat_template=True, system="Be brief.")
+    assert record.n_prompt_tokens == len(requests[0].context)
+    assert set(record.scores) == {"choice_acc", "choice_acc_norm", "choice_margin"}
 
 
 @needs_lm_eval
@@ -164,7 +168,9 @@ def test_agrees_with_lm_eval_on_a_local_multiple_choice_task(
     with pool.acquire(tiny_base, adapter_dir=adapter) as loaded:
         requests = [record_requests(loaded.tokenizer, e, chat_template=False) for e in examples]
         flat = loglikelihoods(loaded.model, [r for rs in requests for r in rs], batch_size=4)
-        scores = score_records(loaded, examples, chat_template=False, batch_size=4)
+        scores = [
+            r.scores for r in score_records(loaded, examples, chat_template=False, batch_size=4)
+        ]
     found = iter(flat)
     for example, theirs, ours in zip(examples, reference, scores, strict=True):
         assert example.choices is not None

@@ -1,0 +1,115 @@
+"""Multiple-choice and gold-continuation records through the real job: scored without
+generation, stored like generated rows, resumed after a crash, equal to a direct scoring."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import pytest
+from fastapi.testclient import TestClient
+
+from evaluators.base import Example
+from service.engine.job import run_evaluation
+from service.engine.loading import ModelPool
+from service.engine.loglikelihood import score_records
+from service.worker.inprocess import InProcessWorker
+from tests.engine.test_loglikelihood import general_knowledge
+
+TARGETS = [
+    ("What is the capital of Portugal?", "The capital of Portugal is Lisbon."),
+    ("How many days are in a week?", "There are seven days in a week."),
+    ("What do bees make?", "Bees make honey."),
+]
+
+
+def dataset() -> list[dict[str, Any]]:
+    rows: list[dict[str, Any]] = [{"generation": {"max_new_tokens": 4, "chat_template": True}}]
+    rows += [{**row, "cohort": "mc"} for row in general_knowledge(6)]
+    rows += [
+        {"id": f"gold-{i}", "input": q, "target": t, "domain": "out", "cohort": "gold"}
+        for i, (q, t) in enumerate(TARGETS)
+    ]
+    rows += [
+        {"id": "qa-1", "input": "What is the capital of France?", "reference": "Paris."},
+        {"id": "qa-2", "input": "What is the capital of Italy?", "reference": "Rome."},
+    ]
+    return rows
+
+
+@pytest.fixture
+def evaluation(
+    client: TestClient, auth: dict[str, str], tiny_base: Path, capitals_adapter: Path
+) -> dict[str, Any]:
+    pushed = client.post(
+        "/v1/datasets/evidence/versions",
+        content="\n".join(json.dumps(row) for row in dataset()) + "\n",
+        headers={**auth, "Content-Type": "application/x-ndjson"},
+    )
+    assert pushed.status_code in (200, 201), pushed.text
+    family = client.post(
+        "/v1/families", json={"name": "tiny", "base_model": str(tiny_base)}, headers=auth
+    )
+    assert family.status_code == 201, family.text
+    body = {
+        "family": "tiny",
+        "checkpoint": str(capitals_adapter),
+        "kind": "lora",
+        "learning_rate": 1e-2,
+        "evaluate": True,
+        "dataset": "evidence",
+    }
+    response = client.post("/v1/candidates", json=body, headers=auth)
+    assert response.status_code == 201, response.text
+    return dict(response.json())
+
+
+def test_records_are_scored_by_likelihood_and_resume_after_a_crash(
+    client: TestClient,
+    auth: dict[str, str],
+    evaluation: dict[str, Any],
+    tiny_base: Path,
+    capitals_adapter: Path,
+) -> None:
+    worker = InProcessWorker(client.app.state.settings, client.app.state.sessionmaker)  # type: ignore[attr-defined]
+    ctx = worker.context
+    calls: list[int] = []
+
+    def crash_once(ev_id: int, done: int) -> None:
+        calls.append(done)
+        if len(calls) == 2:  # after the generated chunk and one log-likelihood chunk
+            raise RuntimeError("worker lost")
+
+    ctx.after_chunk = crash_once
+    evaluation_id = evaluation["evaluation_id"]
+    assert run_evaluation(evaluation_id, ctx) == "failed"
+    done_before = client.get(f"/v1/evaluations/{evaluation_id}", headers=auth).json()
+    assert 0 < done_before["progress"]["done"] < done_before["progress"]["total"] == 11
+    assert client.post(f"/v1/evaluations/{evaluation_id}/retry", headers=auth).status_code == 200
+    ctx.after_chunk = None
+    assert run_evaluation(evaluation_id, ctx) == "succeeded"
+
+    detail = client.get(f"/v1/evaluations/{evaluation_id}", headers=auth).json()
+    assert detail["provenance"]["evaluators"]["loglikelihood"] == "1"
+    aggregates = {(a["metric"], a["scope"], a["scope_value"]) for a in detail["aggregates"]}
+    assert {("choice_acc", "domain", "out"), ("target_nll", "cohort", "gold")} <= aggregates
+    items = client.get(f"/v1/evaluations/{evaluation_id}/results?limit=100", headers=auth).json()
+    rows = {row["example_key"]: row for row in items["items"]}
+    assert len(rows) == 11
+
+    examples = [
+        Example(id=r["id"], input=r["input"], choices=r["choices"], answer=r["answer"])
+        for r in general_knowledge(6)
+    ] + [Example(id=f"gold-{i}", input=q, target=t) for i, (q, t) in enumerate(TARGETS)]
+    with ModelPool(max_bases=1).acquire(tiny_base, adapter_dir=capitals_adapter) as loaded:
+        expected = score_records(loaded, examples, chat_template=True)
+    for example, record in zip(examples, expected, strict=True):
+        row = rows[example.id]
+        assert set(row["scores"]) == set(record.scores)  # no generated-text scorer ran
+        for metric, value in record.scores.items():
+            assert row["scores"][metric] == pytest.approx(value, abs=1e-5)
+        assert row["output"] == record.output
+        assert row["n_new_tokens"] == 0
+    assert {"exact_match", "token_f1", "empty_output"} <= set(rows["qa-1"]["scores"])
+    assert rows["qa-1"]["n_new_tokens"] > 0
