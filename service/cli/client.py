@@ -32,11 +32,11 @@ from pydantic import BaseModel, TypeAdapter, ValidationError
 
 from service import errors
 from service.aliases import PRODUCTION
-from service.api.schemas.candidates import CandidateSubmitted
+from service.api.schemas.candidates import CandidateDetail, CandidateSubmitted
 from service.api.schemas.common import ErrorOut
 from service.api.schemas.datasets import PushedVersionOut, VersionOut
-from service.api.schemas.decisions import DecisionOut
-from service.api.schemas.evaluations import EvaluationDetail
+from service.api.schemas.decisions import DecisionOut, DiffPage
+from service.api.schemas.evaluations import EvaluationDetail, EvaluationPage
 from service.api.schemas.families import FamilyOut, PolicyChangeOut
 from service.api.schemas.promotions import PromotionOut, PromotionPage
 from service.api.schemas.sweeps import SweepOut
@@ -325,6 +325,21 @@ class TunegateClient:
             idempotency_key=key,
             timeout=httpx.Timeout(60.0, read=900.0),  # the server hashes and unpacks it first
         )
+
+    def get_candidate(self, candidate_id: int) -> CandidateDetail:
+        return self.call(CandidateDetail, "GET", f"/v1/candidates/{candidate_id}")
+
+    def evaluations_of(self, candidate_id: int, *, limit: int = 50) -> EvaluationPage:
+        """The candidate's evaluations, newest first."""
+        params: JSONObject = {"candidate_id": candidate_id, "limit": limit}
+        return self.call(EvaluationPage, "GET", "/v1/evaluations", params=params)
+
+    def decision_diff(
+        self, decision_id: int, *, metric: str, limit: int, filters: Mapping[str, str]
+    ) -> DiffPage:
+        """The examples that regressed most under ``metric`` (``filters``: domain, cohort)."""
+        params: JSONObject = {"metric": metric, "limit": limit, **filters}
+        return self.call(DiffPage, "GET", f"/v1/decisions/{decision_id}/diff", params=params)
 
     def get_evaluation(self, evaluation_id: int) -> EvaluationDetail:
         return self.call(EvaluationDetail, "GET", f"/v1/evaluations/{evaluation_id}")

@@ -1,20 +1,22 @@
 """The evidence behind a candidate's gate decision, gathered over HTTP for ``tunegate report``.
 
-Everything comes from the server's JSON (the candidate, its latest finished evaluation and
-the baseline's, the gate decision, the examples that regressed most for each comparative
-rule's metric, the sweep): nothing is recomputed here. :mod:`service.cli.evidence_render`
-turns it into a self-contained HTML page or Markdown.
+Everything comes from the server's answers, parsed into the API's response models (the
+candidate, its latest finished evaluation and the baseline's, the gate decision, the examples
+that regressed most for each comparative rule's metric, the sweep): nothing is recomputed
+here. :mod:`service.cli.evidence_render` turns it into a self-contained HTML page or Markdown.
 """
 
 from __future__ import annotations
 
-from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from typing import Any
 
+from service.api.schemas.candidates import CandidateDetail
+from service.api.schemas.decisions import DecisionOut, ExampleDiffOut
+from service.api.schemas.evaluations import EvaluationDetail
+from service.api.schemas.sweeps import SweepOut
 from service.cli.client import ClientError, TunegateClient
-from service.cli.report import rule_label
+from service.cli.report import fmt, rule_label
 
 WORST_PER_METRIC = 5
 
@@ -23,12 +25,13 @@ WORST_PER_METRIC = 5
 class Evidence:
     """What a report shows; ``decision`` is ``None`` when the evaluation did not succeed."""
 
-    candidate: dict[str, Any]
-    evaluation: dict[str, Any]
-    baseline: dict[str, Any] | None
-    decision: dict[str, Any] | None
-    worst: dict[str, list[dict[str, Any]]] = field(default_factory=dict)
-    sweep: dict[str, Any] | None = None
+    candidate: CandidateDetail
+    evaluation: EvaluationDetail
+    baseline: EvaluationDetail | None
+    decision: DecisionOut | None
+    worst: dict[str, list[ExampleDiffOut]] = field(default_factory=dict)
+    """The examples that regressed most, by rule label."""
+    sweep: SweepOut | None = None
     generated_at: str = field(
         default_factory=lambda: datetime.now(UTC).isoformat(timespec="seconds")
     )
@@ -36,25 +39,21 @@ class Evidence:
     @property
     def title(self) -> str:
         c = self.candidate
-        name = c.get("name") or f"candidate {c.get('id')}"
-        return f"{c.get('family')} · {name} · lr {c.get('learning_rate'):g}"
+        name = c.name or f"candidate {c.id}"
+        return f"{c.family} · {name} · lr {fmt(c.learning_rate)}"
 
 
-def _latest_evaluation(client: TunegateClient, candidate_id: int) -> dict[str, Any]:
-    page: dict[str, Any] = client.request(
-        "GET", "/v1/evaluations", params={"candidate_id": candidate_id, "limit": 50}
-    )
-    items = page.get("items", [])
-    finished = [e for e in items if e.get("status") == "succeeded"]
-    chosen = (finished or items or [None])[0]
+def _latest_evaluation(client: TunegateClient, candidate_id: int) -> EvaluationDetail:
+    items = client.evaluations_of(candidate_id).items
+    finished = [e for e in items if e.status == "succeeded"]
+    chosen = next(iter(finished or items), None)
     if chosen is None:
         raise ClientError(
             f"candidate {candidate_id} has no evaluation",
             "nothing was evaluated for it yet",
             "queue one: tunegate submit ... --dataset NAME, or POST /v1/evaluations",
         )
-    detail: dict[str, Any] = client.get_evaluation(chosen["id"])
-    return detail
+    return client.get_evaluation(chosen.id)
 
 
 def _scope_filters(scope: str) -> dict[str, str]:
@@ -67,17 +66,19 @@ def _scope_filters(scope: str) -> dict[str, str]:
     return filters
 
 
-def _worst(client: TunegateClient, decision: Mapping[str, Any]) -> dict[str, list[dict[str, Any]]]:
+def _worst(client: TunegateClient, decision: DecisionOut) -> dict[str, list[ExampleDiffOut]]:
     """The examples that regressed most under each per-example rule, by rule label."""
-    worst: dict[str, list[dict[str, Any]]] = {}
-    for rule in decision.get("rules", []):
-        scope = str(rule.get("scope") or "")
-        if not rule.get("metric") or scope == "model" or rule.get("n") is None:
+    worst: dict[str, list[ExampleDiffOut]] = {}
+    for rule in decision.rules:
+        if not rule.metric or rule.scope == "model" or rule.n is None:
             continue
-        params: dict[str, Any] = {"metric": rule["metric"], "limit": WORST_PER_METRIC}
-        params |= _scope_filters(scope)
-        page = client.request("GET", f"/v1/decisions/{decision['id']}/diff", params=params)
-        regressed = [d for d in page.get("items", []) if d.get("delta", 0) < 0]
+        page = client.decision_diff(
+            decision.id,
+            metric=rule.metric,
+            limit=WORST_PER_METRIC,
+            filters=_scope_filters(rule.scope),
+        )
+        regressed = [d for d in page.items if d.delta < 0]
         if regressed:
             worst[rule_label(rule)] = regressed
     return worst
@@ -85,15 +86,15 @@ def _worst(client: TunegateClient, decision: Mapping[str, Any]) -> dict[str, lis
 
 def gather(client: TunegateClient, candidate_id: int) -> Evidence:
     """Read the evidence for ``candidate_id``; raises :class:`ClientError`."""
-    candidate: dict[str, Any] = client.request("GET", f"/v1/candidates/{candidate_id}")
+    candidate = client.get_candidate(candidate_id)
     evaluation = _latest_evaluation(client, candidate_id)
-    baseline_id = evaluation.get("baseline_evaluation_id")
-    baseline = client.get_evaluation(baseline_id) if baseline_id else None
+    baseline_id = evaluation.baseline_evaluation_id
+    baseline = client.get_evaluation(baseline_id) if baseline_id is not None else None
     decision = None
-    if evaluation.get("status") == "succeeded" and baseline_id:
-        decision = client.decision_for_evaluation(evaluation["id"])
+    if evaluation.status == "succeeded" and baseline_id is not None:
+        decision = client.decision_for_evaluation(evaluation.id)
     sweep = None
-    if candidate.get("sweep"):
-        sweep = client.get_sweep(candidate["family"], candidate["sweep"])
+    if candidate.sweep:
+        sweep = client.get_sweep(candidate.family, candidate.sweep)
     worst = _worst(client, decision) if decision else {}
     return Evidence(candidate, evaluation, baseline, decision, worst, sweep)

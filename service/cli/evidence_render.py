@@ -11,12 +11,12 @@ from __future__ import annotations
 import base64
 import html
 import json
-from collections.abc import Mapping, Sequence
-from typing import Any
+from collections.abc import Sequence
 
+from service.api.schemas.decisions import DecisionOut, ExampleDiffOut
+from service.api.schemas.sweeps import SweepOut
 from service.cli.evidence import Evidence
 from service.cli.report import FAILING, delta, fmt, interval, rule_label, signed
-from service.cli.views import effect_of
 
 _CSS = """
 body{font:14px/1.45 system-ui,-apple-system,Segoe UI,sans-serif;margin:2em auto;max-width:72em;
@@ -44,47 +44,46 @@ def _verdict_class(verdict: str) -> str:
     return "fail" if verdict in FAILING or verdict == "fail" else "pass"
 
 
-def _decision_rows(decision: Mapping[str, Any]) -> list[list[str]]:
+def _decision_rows(decision: DecisionOut) -> list[list[str]]:
     return [
         [
             rule_label(rule),
-            fmt(rule.get("baseline_value")),
-            fmt(rule.get("candidate_value")),
+            fmt(rule.baseline_value),
+            fmt(rule.candidate_value),
             delta(rule),
             interval(rule),
-            fmt(rule.get("p_value"), 3),
-            str(rule.get("n") if rule.get("n") is not None else "—"),
-            str(rule.get("verdict")),
+            fmt(rule.p_value, 3),
+            str(rule.n if rule.n is not None else "—"),
+            rule.verdict,
         ]
-        for rule in decision.get("rules", [])
+        for rule in decision.rules
     ]
 
 
 def _candidate_facts(ev: Evidence) -> list[tuple[str, str]]:
     c = ev.candidate
-    dataset = ev.evaluation.get("dataset") or {}
+    dataset = ev.evaluation.dataset
     facts = [
-        ("candidate", f"{c.get('id')} {c.get('name') or ''}".strip()),
-        ("family", str(c.get("family"))),
-        ("kind", str(c.get("kind"))),
-        ("base model", str(c.get("base_model"))),
-        ("learning rate", fmt(c.get("learning_rate"))),
-        ("sweep", str(c.get("sweep") or "—")),
-        ("tags", ", ".join(f"{k}={v}" for k, v in sorted((c.get("tags") or {}).items())) or "—"),
-        ("evaluation", f"{ev.evaluation.get('id')} ({ev.evaluation.get('status')})"),
-        ("baseline evaluation", str((ev.baseline or {}).get("id", "—"))),
-        ("dataset", f"{dataset.get('name')}@{dataset.get('version')}"),
+        ("candidate", f"{c.id} {c.name or ''}".strip()),
+        ("family", c.family),
+        ("kind", c.kind),
+        ("base model", c.base_model),
+        ("learning rate", fmt(c.learning_rate)),
+        ("sweep", c.sweep or "—"),
+        ("tags", ", ".join(f"{k}={v}" for k, v in sorted(c.tags.items())) or "—"),
+        ("evaluation", f"{ev.evaluation.id} ({ev.evaluation.status})"),
+        ("baseline evaluation", str(ev.baseline.id if ev.baseline is not None else "—")),
+        ("dataset", f"{dataset.name}@{dataset.version}"),
     ]
-    diagnosis = c.get("diagnosis") or {}
-    if diagnosis:
-        reasons = "; ".join(str(r) for r in diagnosis.get("reasons", []))
-        facts.append(("training log", f"{diagnosis.get('label')}: {reasons}".rstrip(": ")))
+    if c.diagnosis is not None:
+        reasons = "; ".join(c.diagnosis.reasons)
+        facts.append(("training log", f"{c.diagnosis.label}: {reasons}".rstrip(": ")))
     return facts
 
 
 def _provenance(ev: Evidence) -> list[tuple[str, str]]:
-    prov = dict(ev.evaluation.get("provenance") or {})
-    facts = [("checkpoint digest", str(ev.candidate.get("checkpoint_digest") or "—"))]
+    prov = ev.evaluation.provenance
+    facts = [("checkpoint digest", ev.candidate.checkpoint_digest or "—")]
     for key in ("dataset_digest", "base_model", "dtype", "device", "worker"):
         if key in prov:
             facts.append((key.replace("_", " "), str(prov[key])))
@@ -94,21 +93,21 @@ def _provenance(ev: Evidence) -> list[tuple[str, str]]:
     return facts
 
 
-def _sweep_rows(sweep: Mapping[str, Any], candidate_id: object) -> list[list[str]]:
-    recommended = sweep.get("recommended_rate")
+def _sweep_rows(sweep: SweepOut, candidate_id: int) -> list[list[str]]:
+    recommended = sweep.recommended_rate
     rows = []
-    for row in sweep.get("rows", []):
-        lr = row.get("learning_rate")
+    for row in sweep.rows:
+        lr = row.learning_rate
         mark = " ★ recommended" if recommended is not None and lr == recommended else ""
-        this = " ← this candidate" if row.get("candidate_id") == candidate_id else ""
+        this = " ← this candidate" if row.candidate_id == candidate_id else ""
         rows.append(
             [
                 f"{fmt(lr, 3)}{mark}{this}",
-                str(row.get("candidate_id")),
-                str(row.get("verdict") or row.get("status") or "—"),
-                str(row.get("label") or "—"),
-                signed(effect_of(row, "in_domain_lift")[0]),
-                signed(effect_of(row, "out_of_domain_delta")[0]),
+                str(row.candidate_id),
+                row.verdict or row.status,
+                row.label or "—",
+                signed(row.in_domain_lift),
+                signed(row.ood_delta),
             ]
         )
     return rows
@@ -117,16 +116,15 @@ def _sweep_rows(sweep: Mapping[str, Any], candidate_id: object) -> list[list[str
 _SWEEP_COLUMNS = ("lr", "candidate", "verdict", "label", "in-domain lift", "out-of-domain Δ")
 
 
-def _worst_rows(items: Sequence[Mapping[str, Any]]) -> list[list[str]]:
+def _worst_rows(items: Sequence[ExampleDiffOut]) -> list[list[str]]:
     return [
         [
-            str(d.get("example_id")),
-            str(d.get("cohort") or "—"),
-            str(d.get("input")),
-            str(d.get("reference") or "—"),
-            f"{d.get('baseline_output')}  [{fmt(d.get('baseline_score'), 3)}]",
-            f"{d.get('candidate_output')}  [{fmt(d.get('candidate_score'), 3)}]"
-            f"  Δ {signed(d.get('delta'))}",
+            d.example_id,
+            d.cohort or "—",
+            d.input,
+            d.reference or "—",
+            f"{d.baseline_output}  [{fmt(d.baseline_score, 3)}]",
+            f"{d.candidate_output}  [{fmt(d.candidate_score, 3)}]  Δ {signed(d.delta)}",
         ]
         for d in items
     ]
@@ -160,31 +158,30 @@ def render_html(ev: Evidence, chart_png: bytes | None = None) -> str:
     """The report as one HTML document with nothing external (see the module docstring)."""
     parts = [f"<h1>{_e(ev.title)}</h1>"]
     if ev.decision is not None:
-        verdict = str(ev.decision.get("verdict"))
+        verdict = ev.decision.verdict
         parts.append(
             f'<p><span class="badge {_verdict_class(verdict)}">{_e(verdict)}</span> '
-            f"gate decision {_e(ev.decision.get('id'))} (policy version "
-            f"{_e(ev.decision.get('policy_version'))}) — {_e(ev.decision.get('summary', ''))}</p>"
+            f"gate decision {_e(ev.decision.id)} (policy version "
+            f"{_e(ev.decision.policy_version)}) — {_e(ev.decision.summary)}</p>"
         )
         parts += ["<h2>Decision</h2>", _html_table(_DECISION_COLUMNS, _decision_rows(ev.decision))]
         messages = [
-            f"<li><b>{_e(rule_label(r))}</b>: {_e(r.get('message', ''))}</li>"
-            for r in ev.decision.get("rules", [])
+            f"<li><b>{_e(rule_label(r))}</b>: {_e(r.message)}</li>" for r in ev.decision.rules
         ]
         parts.append(f"<ul>{''.join(messages)}</ul>")
     else:
         parts.append(
             f'<p><span class="badge fail">no decision</span> evaluation '
-            f"{_e(ev.evaluation.get('id'))} is {_e(ev.evaluation.get('status'))}: "
-            f"{_e(ev.evaluation.get('error') or '')}</p>"
+            f"{_e(ev.evaluation.id)} is {_e(ev.evaluation.status)}: "
+            f"{_e(ev.evaluation.error or '')}</p>"
         )
     parts += ["<h2>Candidate</h2>", _html_facts(_candidate_facts(ev))]
     if ev.sweep is not None:
-        parts.append(f"<h2>Sweep {_e(ev.sweep.get('sweep'))}</h2>")
+        parts.append(f"<h2>Sweep {_e(ev.sweep.sweep)}</h2>")
         if chart_png:
             data = base64.b64encode(chart_png).decode("ascii")
             parts.append(f'<img alt="sweep chart" src="data:image/png;base64,{data}">')
-        rows = _sweep_rows(ev.sweep, ev.candidate.get("id"))
+        rows = _sweep_rows(ev.sweep, ev.candidate.id)
         parts.append(_html_table(_SWEEP_COLUMNS, rows))
     parts.append("<h2>Worst regressions</h2>")
     if not ev.worst:
@@ -217,20 +214,18 @@ def render_markdown(ev: Evidence, chart_file: str | None = None) -> str:
     """The report as Markdown; ``chart_file``: the sweep chart's path relative to it."""
     lines = [f"# {_md(ev.title)}", ""]
     if ev.decision is not None:
-        verdict = str(ev.decision.get("verdict"))
-        mark = "✅ pass" if verdict == "pass" else "❌ fail — promotion refused"
-        lines += [f"**{mark}** — gate decision {ev.decision.get('id')}: "]
-        lines[-1] += _md(ev.decision.get("summary", ""))
+        mark = "✅ pass" if ev.decision.verdict == "pass" else "❌ fail — promotion refused"
+        lines += [f"**{mark}** — gate decision {ev.decision.id}: {_md(ev.decision.summary)}"]
         lines += ["", "## Decision", "", *_md_table(_DECISION_COLUMNS, _decision_rows(ev.decision))]
     else:
-        status = ev.evaluation.get("status")
-        lines += [f"**no decision** — evaluation {ev.evaluation.get('id')} is {status}"]
+        status = ev.evaluation.status
+        lines += [f"**no decision** — evaluation {ev.evaluation.id} is {status}"]
     lines += ["", "## Candidate", "", *_md_table(("", ""), _candidate_facts_rows(ev))]
     if ev.sweep is not None:
-        lines += ["", f"## Sweep {_md(ev.sweep.get('sweep'))}", ""]
+        lines += ["", f"## Sweep {_md(ev.sweep.sweep)}", ""]
         if chart_file:
             lines += [f"![sweep chart]({chart_file})", ""]
-        lines += _md_table(_SWEEP_COLUMNS, _sweep_rows(ev.sweep, ev.candidate.get("id")))
+        lines += _md_table(_SWEEP_COLUMNS, _sweep_rows(ev.sweep, ev.candidate.id))
     lines += ["", "## Worst regressions", ""]
     if not ev.worst:
         lines.append("No example got worse under any per-example rule.")

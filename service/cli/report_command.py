@@ -34,7 +34,7 @@ def report(
         evidence = gather(client, candidate)
         chart_png: bytes | None = None
         chart_name: str | None = None
-        if evidence.sweep is not None and evidence.sweep.get("rows"):
+        if evidence.sweep is not None and evidence.sweep.rows:
             if md is not None:
                 chart_name = f"{md.stem}-sweep.png"
                 md.parent.mkdir(parents=True, exist_ok=True)
