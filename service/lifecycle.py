@@ -15,7 +15,9 @@
 - **retry** (:mod:`service.evaluation_commands`): a failed or cancelled one is queued
   again and resumes from its stored rows;
 - **requeue** (:mod:`service.worker.recovery`): a running evaluation whose lease expired
-  goes back to the queue.
+  goes back to the queue;
+- **rescore** (:mod:`service.rescoring`): a succeeded one is queued again to be scored
+  from its stored outputs (new or changed evaluators; nothing is generated).
 
 Each move is a conditional UPDATE whose ``WHERE status IN (...)`` comes from
 :func:`sources`, so two actors racing on one row cannot both win. A move asked of a
@@ -53,6 +55,7 @@ class Move(StrEnum):
     CANCEL = "cancel"
     RETRY = "retry"
     REQUEUE = "requeue"
+    RESCORE = "rescore"
 
 
 #: move → (statuses it starts from, statuses it may end in)
@@ -62,6 +65,7 @@ TRANSITIONS: dict[Move, tuple[frozenset[EvaluationStatus], frozenset[EvaluationS
     Move.CANCEL: (frozenset({QUEUED}), frozenset({CANCELLED})),
     Move.RETRY: (frozenset({FAILED, CANCELLED}), frozenset({QUEUED})),
     Move.REQUEUE: (frozenset({RUNNING}), frozenset({QUEUED})),
+    Move.RESCORE: (frozenset({SUCCEEDED}), frozenset({QUEUED})),
 }
 
 

@@ -344,6 +344,13 @@ class TunegateClient:
     def get_evaluation(self, evaluation_id: int) -> EvaluationDetail:
         return self.call(EvaluationDetail, "GET", f"/v1/evaluations/{evaluation_id}")
 
+    def rescore(self, evaluation_id: int, evaluators: list[str] | None) -> EvaluationDetail:
+        """Queue a succeeded evaluation to be scored again from its stored outputs."""
+        body = {"evaluators": evaluators} if evaluators else {}
+        return self.call(
+            EvaluationDetail, "POST", f"/v1/evaluations/{evaluation_id}/rescore", json=body
+        )
+
     def get_decision(self, decision_id: int) -> DecisionOut:
         return self.call(DecisionOut, "GET", f"/v1/decisions/{decision_id}")
 

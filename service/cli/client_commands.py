@@ -266,6 +266,37 @@ def eval_show(
         emit(as_json, evaluation, human)
 
 
+@eval_app.command("rescore")
+def eval_rescore(
+    evaluation_id: Annotated[int, typer.Argument(help="Evaluation id")],
+    evaluator: Annotated[
+        list[str] | None,
+        typer.Option("--evaluator", "-e", help="Score with this set from now on (repeat)"),
+    ] = None,
+    wait: Annotated[bool, typer.Option("--wait", help="Wait until it is scored")] = False,
+    url: UrlOpt = None,
+    token: TokenOpt = None,
+    as_json: JsonOpt = False,
+    debug: DebugOpt = False,
+) -> None:
+    """Score an evaluation's stored outputs again: new or changed evaluators, no generation."""
+    import time
+
+    from service.cli.views import evaluation_text
+
+    with session(url, token, debug) as client:
+        evaluation = client.rescore(evaluation_id, evaluator or None)
+        while wait and evaluation.status in ("queued", "running"):
+            time.sleep(0.5)
+            evaluation = client.get_evaluation(evaluation_id)
+
+        def human() -> None:
+            for part in evaluation_text(evaluation):
+                out.print(part)
+
+        emit(as_json, evaluation, human)
+
+
 def register(app: typer.Typer) -> None:
     """Add the client commands to the ``tunegate`` app."""
     app.add_typer(dataset_app, name="dataset")

@@ -225,7 +225,7 @@ class ExampleResult(Base):
 
 
 class Score(Base):
-    """One metric of one example, with the evaluator (name, version) that produced it."""
+    """One metric of one example, with the evaluator (name, version, options) that produced it."""
 
     __tablename__ = "scores"
     __table_args__ = (UniqueConstraint("evaluation_id", "example_key", "metric"),)
@@ -239,6 +239,9 @@ class Score(Base):
     value: Mapped[float] = mapped_column(Float)
     evaluator: Mapped[str] = mapped_column(String(100))
     evaluator_version: Mapped[str] = mapped_column(String(50))
+    # digest of the evaluator's options: with (evaluator, version) what the score depends on
+    # besides the output, so a changed option re-scores and an unchanged one is reused
+    evaluator_options: Mapped[str] = mapped_column(String(64), default="", server_default="")
 
 
 class Aggregate(Base):

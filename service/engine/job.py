@@ -33,7 +33,7 @@ from service.checkpoints import (
 )
 from service.db.models import Evaluation
 from service.db.session import unit_of_work
-from service.engine import lease, storage
+from service.engine import lease, reuse, storage
 from service.engine.aggregates import AggregateRow, ExampleScope, compute_aggregates
 from service.engine.batching import BatchSizer, loglik_token_budget
 from service.engine.builtin import BUILTIN_HUB_NAMES, BUILTIN_MODELS, ensure_builtin
@@ -41,7 +41,7 @@ from service.engine.generation import encode_prompts, generate
 from service.engine.loading import LoadedModel, ModelPool
 from service.engine.loglikelihood import is_loglikelihood_record, score_records
 from service.engine.probe import assert_adapter_changes_model
-from service.engine.provenance import cache_key, folder_weight_digests, library_versions
+from service.engine.provenance import folder_weight_digests, library_versions
 from service.engine.scoring import EvaluatorSet, ScoreValue
 from service.errors import EvaluationCancelled, ModelLoadError, TunegateError
 from service.lifecycle import CANCELLED, FAILED, SUCCEEDED, EvaluationStatus
@@ -49,6 +49,11 @@ from service.queries.results import done_keys, scores_by_example
 from service.settings import Settings
 
 log = logging.getLogger("tunegate.job")
+
+
+#: Scores that come from the model's forward passes, not from output text: stored and
+#: reused with the outputs, never re-scored from them.
+MODEL_SCORERS = frozenset({loglikelihood_metrics.NAME})
 
 
 def default_worker_id() -> str:
@@ -189,19 +194,19 @@ def _run(evaluation_id: int, ctx: WorkerContext, heartbeat: lease.Heartbeat) -> 
     if spec.config.get("system") is not None:  # absent when unset: older cache keys hold
         generation_config["system"] = str(spec.config["system"])
     versions = dict(scorers.versions)
+    key_config = dict(generation_config)
     if any(is_loglikelihood_record(e) for e in spec.examples):
+        # log-likelihood scores come from forward passes: they belong with the outputs
         versions[loglikelihood_metrics.NAME] = loglikelihood_metrics.VERSION
+        key_config["loglikelihood"] = loglikelihood_metrics.VERSION
     pool = ctx.model_pool()
-    key = cache_key(
+    dtype = str(pool.dtype).removeprefix("torch.")
+    key = reuse.outputs_key(
         base_digests=base_digests,
         candidate_digests=candidate_digests,
         dataset_digest=spec.dataset_digest,
-        config={
-            **generation_config,
-            "dtype": str(pool.dtype).removeprefix("torch."),
-            "evaluator_options": scorers.options,
-        },
-        evaluator_versions=versions,
+        generation=key_config,
+        dtype=dtype,
     )
     provenance: dict[str, Any] = {
         "dataset_digest": spec.dataset_digest,
@@ -209,7 +214,7 @@ def _run(evaluation_id: int, ctx: WorkerContext, heartbeat: lease.Heartbeat) -> 
         "base_model_digests": base_digests,
         "candidate_digests": candidate_digests,
         "generation": generation_config,
-        "dtype": str(pool.dtype).removeprefix("torch."),
+        "dtype": dtype,
         "device": str(pool.device),
         "evaluators": versions,
         "evaluator_options": scorers.options,
@@ -219,31 +224,48 @@ def _run(evaluation_id: int, ctx: WorkerContext, heartbeat: lease.Heartbeat) -> 
     with unit_of_work(ctx.factory) as session:
         evaluation = session.get_one(Evaluation, evaluation_id)
         evaluation.cache_key = key
-        cached = storage.find_cached(session, key, evaluation_id)
-        if cached is not None:
-            storage.copy_results(session, cached.id, evaluation_id)
-            evaluation.reused_from_id = cached.id
-            evaluation.provenance = {**provenance, "reused_from": cached.id}
-            evaluation.progress_done = evaluation.progress_total
-            return SUCCEEDED
+        source = reuse.reuse_outputs(session, key, evaluation_id, with_scores_of=MODEL_SCORERS)
+        if source is not None:
+            evaluation.reused_from_id = source
+        if evaluation.reused_from_id is not None:
+            provenance["reused_from"] = evaluation.reused_from_id
+        reuse.copy_scores(session, key, evaluation_id, scorers.identities)
+        model_rows = reuse.model_aggregates(session, evaluation_id)
+        n_done = len(done_keys(session, evaluation_id))
+        evaluation.provenance = {**(evaluation.provenance or {}), **provenance}
 
-    model_dir = candidate_dir if spec.candidate_kind == "full" else base_dir
-    assert model_dir is not None
-    adapter_dir = candidate_dir if spec.candidate_kind == "lora" else None
-    with pool.acquire(model_dir, adapter_dir=adapter_dir) as loaded:
-        if adapter_dir is not None:
-            probe = assert_adapter_changes_model(loaded)
-            provenance["adapter_probe"] = {
-                "max_abs_delta": probe.max_abs_delta,
-                "mean_abs_delta": probe.mean_abs_delta,
-                "n_tokens": probe.n_tokens,
-            }
-        with unit_of_work(ctx.factory) as session:
-            session.get_one(Evaluation, evaluation_id).provenance = provenance
-        _generate_and_score(spec, ctx, loaded, scorers, generation_config, heartbeat)
-        _score_by_likelihood(spec, ctx, loaded, generation_config, heartbeat)
-        model_rows = _perplexity(spec, loaded, ctx)
+    generated: set[str] = set()
+    needs_perplexity = bool(spec.heldout) and not model_rows
+    if n_done < len(spec.examples) or needs_perplexity:
+        model_dir = candidate_dir if spec.candidate_kind == "full" else base_dir
+        assert model_dir is not None
+        adapter_dir = candidate_dir if spec.candidate_kind == "lora" else None
+        with pool.acquire(model_dir, adapter_dir=adapter_dir) as loaded:
+            if adapter_dir is not None:
+                probe = assert_adapter_changes_model(loaded)
+                provenance["adapter_probe"] = {
+                    "max_abs_delta": probe.max_abs_delta,
+                    "mean_abs_delta": probe.mean_abs_delta,
+                    "n_tokens": probe.n_tokens,
+                }
+            with unit_of_work(ctx.factory) as session:
+                session.get_one(Evaluation, evaluation_id).provenance = provenance
+            generated = _generate_and_score(
+                spec, ctx, loaded, scorers, generation_config, heartbeat
+            )
+            _score_by_likelihood(spec, ctx, loaded, generation_config, heartbeat)
+            if needs_perplexity:
+                model_rows = _perplexity(spec, loaded, ctx)
 
+    # outputs stored before this run (reused or resumed) get the scores they lack
+    reuse.score_stored_outputs(
+        ctx.factory,
+        evaluation_id,
+        [e for e in spec.examples if not is_loglikelihood_record(e)],
+        scorers,
+        exclude=generated,
+        keep=MODEL_SCORERS,
+    )
     with unit_of_work(ctx.factory) as session:
         scores = scores_by_example(session, evaluation_id)
         scopes = [ExampleScope(e.id, e.domain, e.cohort) for e in spec.examples]
@@ -259,12 +281,13 @@ def _generate_and_score(
     scorers: EvaluatorSet,
     generation_config: dict[str, Any],
     heartbeat: lease.Heartbeat,
-) -> None:
+) -> set[str]:
+    """Generate and score the examples without a stored output; returns their keys."""
     with ctx.factory() as session:
         done = done_keys(session, spec.evaluation_id)
     todo = [e for e in spec.examples if e.id not in done and not is_loglikelihood_record(e)]
     if not todo:
-        return
+        return set()
     encoded = encode_prompts(
         loaded.tokenizer,
         [e.messages if e.messages is not None else e.input for e in todo],
@@ -299,6 +322,7 @@ def _generate_and_score(
             n_done = storage.write_chunk(session, spec.evaluation_id, rows)
         if ctx.after_chunk is not None:
             ctx.after_chunk(spec.evaluation_id, n_done)
+    return {e.id for e in todo}
 
 
 def _score_by_likelihood(

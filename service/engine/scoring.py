@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import hashlib
+import json
 import math
-from collections.abc import Sequence
+from collections.abc import Collection, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -19,6 +21,19 @@ class ScoreValue:
     value: float
     evaluator: str
     version: str
+    options: str = ""  # digest of the evaluator's options (see options_digest)
+
+
+def options_digest(options: dict[str, Any]) -> str:
+    """A short stable digest of an evaluator's options ("" for none, as old rows have)."""
+    if not options:
+        return ""
+    blob = json.dumps(options, sort_keys=True, separators=(",", ":"), default=str)
+    return hashlib.sha256(blob.encode()).hexdigest()[:16]
+
+
+#: What a score depends on besides the output: (evaluator name, version, options digest).
+ScorerIdentity = tuple[str, str, str]
 
 
 def evaluator_options(name: str, settings: Settings) -> dict[str, Any]:
@@ -62,15 +77,30 @@ class EvaluatorSet:
         return {e.name: e.version for e in self.evaluators}
 
     @property
+    def identities(self) -> dict[str, ScorerIdentity]:
+        """Each evaluator's (name, version, options digest): a stored score with the same
+        identity for the same output is reused; any other is re-scored."""
+        return {
+            e.name: (e.name, e.version, options_digest(self.options[e.name]))
+            for e in self.evaluators
+        }
+
+    @property
     def directions(self) -> dict[str, bool]:
         return {m.name: m.higher_is_better for e in self.evaluators for m in e.metrics}
 
     def score(
-        self, examples: Sequence[Example], outputs: Sequence[str]
+        self,
+        examples: Sequence[Example],
+        outputs: Sequence[str],
+        only: Collection[str] | None = None,
     ) -> list[dict[str, ScoreValue]]:
         """Scores of every evaluator for each example; a NaN or out-of-range value is an error."""
         merged: list[dict[str, ScoreValue]] = [{} for _ in examples]
+        identities = self.identities
         for evaluator in self.evaluators:
+            if only is not None and evaluator.name not in only:
+                continue
             try:
                 rows = evaluator.score(examples, outputs)
             except ScoringError:
@@ -95,5 +125,6 @@ class EvaluatorSet:
                             f"evaluator {evaluator.name!r} scored example {example.id!r} "
                             f"{metric}={value!r}, outside [{low}, {high}]"
                         )
-                    target[metric] = ScoreValue(float(value), evaluator.name, evaluator.version)
+                    _, version, options = identities[evaluator.name]
+                    target[metric] = ScoreValue(float(value), evaluator.name, version, options)
         return merged

@@ -22,7 +22,7 @@ from service.db.models import (
 from service.engine.aggregates import AggregateRow
 from service.engine.scoring import ScoreValue
 from service.errors import EvaluationNotFound
-from service.lifecycle import RUNNING, SUCCEEDED, EvaluationStatus, Move, check, sources
+from service.lifecycle import RUNNING, EvaluationStatus, Move, check, sources
 from service.queries.examples import examples_of, heldout_of
 from service.queries.results import done_keys
 
@@ -100,6 +100,7 @@ def write_chunk(session: Session, evaluation_id: int, rows: Sequence[ChunkRow]) 
                     value=score.value,
                     evaluator=score.evaluator,
                     evaluator_version=score.version,
+                    evaluator_options=score.options,
                 )
             )
     session.flush()
@@ -107,34 +108,6 @@ def write_chunk(session: Session, evaluation_id: int, rows: Sequence[ChunkRow]) 
     evaluation = session.get_one(Evaluation, evaluation_id)
     evaluation.progress_done = int(done or 0)
     return evaluation.progress_done
-
-
-def find_cached(session: Session, key: str, exclude_id: int) -> Evaluation | None:
-    """A finished evaluation with the same cache key whose rows can be reused."""
-    return session.scalars(
-        select(Evaluation)
-        .where(
-            Evaluation.cache_key == key,
-            Evaluation.status == SUCCEEDED,
-            Evaluation.id != exclude_id,
-        )
-        .order_by(Evaluation.id)
-        .limit(1)
-    ).first()
-
-
-_COPIED = (ExampleResult, Score, Aggregate)
-_NOT_COPIED = frozenset({"id", "evaluation_id", "created_at"})
-
-
-def copy_results(session: Session, source_id: int, target_id: int) -> None:
-    """Copy outputs, scores and aggregates of a cached evaluation (no forward pass)."""
-    for model in _COPIED:
-        session.execute(delete(model).where(model.evaluation_id == target_id))
-        columns = [c.key for c in model.__table__.columns if c.key not in _NOT_COPIED]
-        for row in session.scalars(select(model).where(model.evaluation_id == source_id)):
-            session.add(model(evaluation_id=target_id, **{c: getattr(row, c) for c in columns}))
-    session.flush()
 
 
 def write_aggregates(session: Session, evaluation_id: int, rows: Sequence[AggregateRow]) -> None:

@@ -147,3 +147,41 @@ def test_submit_without_wait_queues_and_exits_0(live_server: LiveServer, full_co
     )
     assert shown.returncode == 0
     assert json.loads(shown.stdout)["id"] == candidate["evaluation_id"]
+
+
+def test_eval_rescore_scores_the_stored_outputs_again(
+    live_server: LiveServer, full_copy: Path
+) -> None:
+    submitted = run_cli(
+        "submit",
+        str(full_copy),
+        "--family",
+        "tiny",
+        "--lr",
+        "5e-4",
+        "--dataset",
+        "ds",
+        "--wait",
+        "--json",
+        env=live_server.env(),
+    )
+    assert submitted.returncode == 0, submitted.stderr
+    evaluation_id = json.loads(submitted.stdout)["candidate"]["evaluation_id"]
+    result = run_cli(
+        "eval",
+        "rescore",
+        str(evaluation_id),
+        "-e",
+        "collapse",
+        "--wait",
+        "--json",
+        env=live_server.env(),
+    )
+    assert result.returncode == 0, result.stderr
+    evaluation = json.loads(result.stdout)
+    assert evaluation["status"] == "succeeded"
+    assert set(evaluation["provenance"]["evaluators"]) == {"collapse"}
+    assert {a["metric"] for a in evaluation["aggregates"]} >= {"empty_output", "perplexity_token"}
+    refused = run_cli("eval", "rescore", str(evaluation_id), "-e", "nope", env=live_server.env())
+    assert refused.returncode == 2
+    assert "UnknownEvaluator" in refused.stderr or "unknown evaluator" in refused.stderr

@@ -9,12 +9,13 @@ from typing import Annotated
 from fastapi import APIRouter, BackgroundTasks, Query, Request
 from sqlalchemy.orm import Session
 
-from service import evaluation_commands, evaluations
+from service import evaluation_commands, evaluations, rescoring
 from service.api.deps import ReadToken, SessionDep, SettingsDep, SubmitToken
 from service.api.schemas.evaluations import (
     EvaluationCreate,
     EvaluationDetail,
     EvaluationPage,
+    EvaluationRescore,
     EvaluationSummary,
     ResultOut,
     ResultPage,
@@ -140,6 +141,23 @@ def retry_evaluation(
     _: SubmitToken,
 ) -> EvaluationDetail:
     evaluation_commands.retry_evaluation(session, evaluation_id)
+    commit_and_enqueue(session, request, background, [evaluation_id])
+    return _detail(session, evaluation_id)
+
+
+@router.post(
+    "/{evaluation_id}/rescore",
+    summary="Score the stored outputs again (new or changed evaluators; no forward pass)",
+)
+def rescore_evaluation(
+    evaluation_id: int,
+    session: SessionDep,
+    request: Request,
+    background: BackgroundTasks,
+    _: SubmitToken,
+    body: EvaluationRescore | None = None,
+) -> EvaluationDetail:
+    rescoring.rescore_evaluation(session, evaluation_id, body.evaluators if body else None)
     commit_and_enqueue(session, request, background, [evaluation_id])
     return _detail(session, evaluation_id)
 

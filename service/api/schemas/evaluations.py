@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import asdict
-from typing import Any, Self
+from typing import Annotated, Any, Self
 
 from pydantic import BaseModel, ConfigDict, Field
 
@@ -17,6 +17,17 @@ class EvaluationCreate(BaseModel):
 
     candidate_id: int = Field(ge=1)
     dataset: str = Field(min_length=1, description="`name` (latest version) or `name@version`")
+
+
+class EvaluationRescore(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    evaluators: list[Annotated[str, Field(min_length=1, max_length=100)]] | None = Field(
+        default=None,
+        min_length=1,
+        max_length=50,
+        description="The evaluator set to score with from now on (default: unchanged)",
+    )
 
 
 class Progress(BaseModel):

@@ -1,0 +1,81 @@
+"""Re-score an evaluation's stored outputs: a new, upgraded or reconfigured evaluator
+costs no forward pass.
+
+``rescore_evaluation`` queues a finished evaluation again, optionally with another
+evaluator set. The job then finds every output stored (nothing to generate), keeps the
+scores whose evaluator (name, version, options) is unchanged, deletes the rest, scores
+what is missing from the stored text, and recomputes the aggregates; the model is not
+even loaded. See :mod:`service.engine.reuse`.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any, cast
+
+from sqlalchemy import CursorResult, update
+from sqlalchemy.orm import Session
+
+from evaluators import registry
+from service.db.models import Evaluation
+from service.errors import InvalidRequest, UnknownEvaluator
+from service.evaluations import get_evaluation
+from service.lifecycle import QUEUED, IllegalTransition, Move, sources
+
+
+class EvaluationNotRescorable(IllegalTransition):
+    """A rescore asked of an evaluation that has not succeeded (queued, running, failed)."""
+
+
+def check_evaluators(names: Sequence[str]) -> list[str]:
+    """The names sorted and unique; raises ``UnknownEvaluator`` listing the known ones."""
+    if not names:
+        raise InvalidRequest("evaluators must name at least one evaluator")
+    known = set(registry.available())
+    unknown = sorted(set(names) - known)
+    if unknown:
+        raise UnknownEvaluator(
+            f"unknown evaluator(s) {', '.join(map(repr, unknown))}; known: "
+            f"{', '.join(sorted(known))}"
+        )
+    return sorted(set(names))
+
+
+def rescore_evaluation(
+    session: Session, evaluation_id: int, evaluators: Sequence[str] | None = None
+) -> Evaluation:
+    """Queue a succeeded evaluation to be scored again from its stored outputs.
+
+    ``evaluators`` replaces the evaluation's evaluator set (``None`` keeps it; the
+    registry's current versions and the server's options apply either way). A
+    conditional update, like retry. Raises ``EvaluationNotFound``, ``UnknownEvaluator``
+    (422), and ``EvaluationNotRescorable`` (409) unless it succeeded (a failed one is
+    retried instead).
+    """
+    evaluation = get_evaluation(session, evaluation_id)
+    config: dict[str, Any] = dict(evaluation.config or {})
+    if evaluators is not None:
+        config["evaluators"] = check_evaluators(evaluators)
+    moved = cast(
+        CursorResult[Any],
+        session.execute(
+            update(Evaluation)
+            .where(Evaluation.id == evaluation_id, Evaluation.status.in_(sources(Move.RESCORE)))
+            .values(
+                status=QUEUED,
+                config=config,
+                error=None,
+                cancel_requested=False,
+                finished_at=None,
+                lease_owner=None,
+                lease_expires_at=None,
+            )
+        ),
+    )
+    session.refresh(evaluation)
+    if moved.rowcount == 0:
+        raise EvaluationNotRescorable(
+            f"evaluation {evaluation_id} is {evaluation.status}; only a succeeded evaluation "
+            "can be re-scored (retry a failed one)"
+        )
+    return evaluation
