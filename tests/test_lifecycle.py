@@ -28,6 +28,7 @@ def test_every_move_starts_from_the_statuses_the_table_names() -> None:
     assert sources(Move.CANCEL) == (QUEUED,)
     assert set(sources(Move.RETRY)) == {FAILED, CANCELLED}
     assert sources(Move.REQUEUE) == (RUNNING,)
+    assert sources(Move.RESCORE) == (SUCCEEDED,)
     assert TERMINAL == {SUCCEEDED, FAILED, CANCELLED}
     assert [str(s) for s in STATUSES] == ["queued", "running", "succeeded", "failed", "cancelled"]
 
