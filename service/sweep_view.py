@@ -7,6 +7,8 @@ statistics settings as the gate), so the view always agrees with the decisions.
 
 from __future__ import annotations
 
+import threading
+from collections import OrderedDict
 from dataclasses import dataclass
 
 from sqlalchemy import select
@@ -17,6 +19,7 @@ from service.db.models import Candidate, Evaluation
 from service.families import get_family, policy_of
 from service.gate.policy import MinImprovement, OutOfDomainDelta, Policy
 from service.gate.scores import compare_metric
+from service.gate.stats import PairedResult
 from service.jsontypes import JSONObject, JSONValue
 from service.queries import decisions as decision_queries
 from service.queries import evaluations as evaluation_queries
@@ -66,6 +69,38 @@ class SweepCandidate:
     lift_significant: bool | None = None
 
 
+Measured = tuple[PairedResult, PairedResult, PairedResult]
+"""A decided candidate's in-domain lift, out-of-domain delta and hallucination change."""
+MeasuredKey = tuple[str, int, str, str]
+_MEASURED: OrderedDict[MeasuredKey, Measured] = OrderedDict()
+_MEASURED_LOCK = threading.Lock()
+MEASURED_CACHE_SIZE = 4096
+"""How many decided candidates' numbers a process remembers (each costs three paired
+bootstraps over every example to recompute)."""
+
+
+def _remembered(key: MeasuredKey) -> Measured | None:
+    """The numbers of (database, decision id, decision creation time, lift metric), if known.
+
+    Safe to remember: a decision compares two finished evaluations whose stored scores
+    never change; the creation time keeps a database rebuilt with the same ids from
+    hitting a stale entry.
+    """
+    with _MEASURED_LOCK:
+        found = _MEASURED.get(key)
+        if found is not None:
+            _MEASURED.move_to_end(key)
+        return found
+
+
+def _remember(key: MeasuredKey, measured: Measured) -> Measured:
+    with _MEASURED_LOCK:
+        _MEASURED[key] = measured
+        while len(_MEASURED) > MEASURED_CACHE_SIZE:
+            _MEASURED.popitem(last=False)
+    return measured
+
+
 @dataclass(frozen=True)
 class SweepView:
     family: str
@@ -108,10 +143,22 @@ def sweep_view(
             session, {d.policy_id for d in decided.values()}
         ).items()
     }
+    url = str(session.get_bind().engine.url)
+    keys = {
+        evaluation_id: (
+            url,
+            d.id,
+            d.created_at.isoformat(),
+            lift_metric or lift_metric_of(policies[d.policy_id]),
+        )
+        for evaluation_id, d in decided.items()
+    }
+    remembered = {evaluation_id: _remembered(key) for evaluation_id, key in keys.items()}
+    to_measure = [d for e, d in decided.items() if remembered[e] is None]
     compared = evaluation_queries.evaluations_by_id(
         session,
-        {d.candidate_evaluation_id for d in decided.values()}
-        | {d.baseline_evaluation_id for d in decided.values()},
+        {d.candidate_evaluation_id for d in to_measure}
+        | {d.baseline_evaluation_id for d in to_measure},
     )
     scores = decisions.scores_of_many(session, compared.values())
     shown: list[SweepCandidate] = []
@@ -131,11 +178,21 @@ def sweep_view(
             continue
         policy = policies[decision_row.policy_id]
         metric = lift_metric or lift_metric_of(policy)
-        cand_scores = scores[evaluation.id]
-        base_scores = scores[decision_row.baseline_evaluation_id]
-        lift = compare_metric(cand_scores, base_scores, metric, policy, domain="in")
-        ood = compare_metric(cand_scores, base_scores, ood_metric_of(policy), policy, domain="out")
-        halluc = compare_metric(cand_scores, base_scores, "hallucination", policy, domain="all")
+        measured = remembered[evaluation.id]
+        if measured is None:
+            cand_scores = scores[evaluation.id]
+            base_scores = scores[decision_row.baseline_evaluation_id]
+            measured = _remember(
+                keys[evaluation.id],
+                (
+                    compare_metric(cand_scores, base_scores, metric, policy, domain="in"),
+                    compare_metric(
+                        cand_scores, base_scores, ood_metric_of(policy), policy, domain="out"
+                    ),
+                    compare_metric(cand_scores, base_scores, "hallucination", policy, domain="all"),
+                ),
+            )
+        lift, ood, halluc = measured
         diagnosis = (candidate.diagnosis or {}).get("label")
         row = sweep_row(
             str(candidate.id),
