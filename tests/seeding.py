@@ -4,7 +4,7 @@ measurement and the endpoint benchmark (``benchmarks/dashboard_endpoints.py``).
 Generating 10 candidates × 1,000 examples with a model would take an hour on this
 machine, so the rows a finished evaluation leaves behind are written directly: examples,
 outputs, per-example scores, the model-level perplexity aggregate. The gate decisions
-are then computed by the real gate (:func:`service.gate.service.decide_evaluation`) from
+are then computed by the real gate (:func:`service.decisions.decide_evaluation`) from
 those rows, so every number the dashboard shows comes from the same code as in
 production. Scores are drawn from a fixed seed: a higher learning rate lifts the
 in-domain metric more and, past the middle of the sweep, costs out-of-domain relevance.
@@ -20,8 +20,8 @@ import numpy as np
 from sqlalchemy import insert
 from sqlalchemy.orm import Session
 
+from service import decisions
 from service.db.models import (
-    SUCCEEDED,
     Aggregate,
     Candidate,
     Dataset,
@@ -33,8 +33,8 @@ from service.db.models import (
     GatePolicy,
     Score,
 )
-from service.gate import service as gate
 from service.gate.policy import DEFAULT_POLICY, MinImprovement, Policy, policy_json
+from service.lifecycle import SUCCEEDED
 
 COHORTS = ("billing", "shipping", "account", "returns", "general")
 SEEDED_POLICY = Policy(
@@ -242,5 +242,5 @@ def seed_sweeps(
             evaluations.append(evaluation)
     session.flush()
     if decide:
-        seeded.decision_ids = [gate.decide_evaluation(session, ev).id for ev in evaluations]
+        seeded.decision_ids = [decisions.decide_evaluation(session, ev).id for ev in evaluations]
     return seeded
