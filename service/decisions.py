@@ -18,6 +18,7 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
 from evaluators import loglikelihood, registry
+from service import webhooks
 from service.db.models import Candidate, Evaluation, Family, GateDecision
 from service.errors import DecisionNotFound, EvaluationNotFinished, EvaluationNotFound
 from service.families import current_policy, policy_of
@@ -124,7 +125,26 @@ def decide_evaluation(session: Session, evaluation: Evaluation) -> GateDecision:
         if found is None:
             raise
         return found
+    webhooks.emit(session, candidate.family_id, webhooks.DECISION_MADE, _event(row, candidate))
     return row
+
+
+def _event(row: GateDecision, candidate: Candidate) -> dict[str, Any]:
+    """The ``decision.made`` webhook's data."""
+    return {
+        "decision_id": row.id,
+        "verdict": row.verdict,
+        "summary": row.summary,
+        "candidate_id": candidate.id,
+        "candidate_name": candidate.name,
+        "learning_rate": candidate.learning_rate,
+        "sweep": candidate.sweep,
+        "candidate_evaluation_id": row.candidate_evaluation_id,
+        "baseline_evaluation_id": row.baseline_evaluation_id,
+        "failed_rules": [
+            r["rule_id"] for r in row.rules if r.get("verdict") in ("fail", "inconclusive_fail")
+        ],
+    }
 
 
 def decide_ready(session: Session, evaluation_id: int) -> list[GateDecision]:

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 from sqlalchemy.orm import Session
 
+from service import webhooks
 from service.aliases import PRODUCTION, get_alias
 from service.auth import Principal
 from service.db.base import utcnow
@@ -104,4 +105,19 @@ def promote(
     )
     session.add(record)
     session.flush()
+    webhooks.emit(
+        session,
+        family.id,
+        webhooks.PROMOTION,
+        {
+            "promotion_id": record.id,
+            "alias": alias,
+            "from_candidate_id": previous,
+            "to_candidate_id": candidate.id,
+            "decision_id": record.decision_id,
+            "actor": record.actor,
+            "override": record.override,
+            "reason": reason,
+        },
+    )
     return record

@@ -82,6 +82,13 @@ class Settings(BaseSettings):
         default=None, description="local sequence-classification folder for refusal='classifier'"
     )
 
+    webhook_backoff_seconds: float = Field(
+        default=2.0, gt=0, description="First webhook retry delay; doubles each attempt"
+    )
+    webhook_max_attempts: int = Field(default=8, ge=1, le=100)
+    webhook_timeout_seconds: float = Field(default=10.0, gt=0)
+    webhook_poll_seconds: float = Field(default=1.0, gt=0)
+
     @field_validator("batch_size", mode="before")
     @classmethod
     def _auto(cls, value: object) -> object:

@@ -19,6 +19,7 @@ from service.db.migrate import upgrade_to_head
 from service.db.session import make_engine, make_sessionmaker, unit_of_work
 from service.errors import TunegateError
 from service.settings import Settings, get_settings
+from service.webhook_sender import WebhookSender
 from service.worker.dispatch import Dispatcher
 
 log = logging.getLogger("tunegate")
@@ -47,9 +48,12 @@ def create_app(settings: Settings | None = None, *, migrate: bool = True) -> Fas
             ensure_local_admin_token(session, settings.admin_token_file)
         app.state.dispatcher = _make_dispatcher(app, settings)
         app.state.dispatcher.start()
+        app.state.webhooks = WebhookSender(app.state.sessionmaker, settings)
+        app.state.webhooks.start()
         try:
             yield
         finally:
+            app.state.webhooks.stop()
             app.state.dispatcher.stop()
             engine.dispose()
 

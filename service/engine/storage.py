@@ -10,6 +10,7 @@ from sqlalchemy import delete, func, select, update
 from sqlalchemy.orm import Session
 
 from evaluators.base import Example
+from service import webhooks
 from service.db.base import utcnow
 from service.db.models import (
     Aggregate,
@@ -22,7 +23,7 @@ from service.db.models import (
 from service.engine.aggregates import AggregateRow
 from service.engine.scoring import ScoreValue
 from service.errors import EvaluationNotFound
-from service.lifecycle import RUNNING, EvaluationStatus, Move, check, sources
+from service.lifecycle import FAILED, RUNNING, EvaluationStatus, Move, check, sources
 from service.queries.examples import examples_of, heldout_of
 from service.queries.results import done_keys
 
@@ -154,4 +155,23 @@ def finish(
             lease_expires_at=None,
         )
     )
-    return bool(result.rowcount == 1)  # type: ignore[attr-defined]
+    finished = bool(result.rowcount == 1)  # type: ignore[attr-defined]
+    if finished and status == FAILED:
+        _emit_failed(session, evaluation_id, error)
+    return finished
+
+
+def _emit_failed(session: Session, evaluation_id: int, error: str | None) -> None:
+    """The ``evaluation.failed`` webhook event (queued in this unit of work)."""
+    evaluation = session.get_one(Evaluation, evaluation_id)
+    candidate = session.get_one(Candidate, evaluation.candidate_id)
+    data = {
+        "evaluation_id": evaluation_id,
+        "candidate_id": candidate.id,
+        "candidate_name": candidate.name,
+        "learning_rate": candidate.learning_rate,
+        "sweep": candidate.sweep,
+        "baseline": evaluation.baseline_evaluation_id is None,
+        "error": error,
+    }
+    webhooks.emit(session, candidate.family_id, webhooks.EVALUATION_FAILED, data)

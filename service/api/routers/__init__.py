@@ -13,6 +13,7 @@ from service.api.routers import (
     promotions,
     sweeps,
     tokens,
+    webhooks,
 )
 
 ROUTERS: list[APIRouter] = [
@@ -26,4 +27,5 @@ ROUTERS: list[APIRouter] = [
     decisions.router,
     sweeps.router,
     dashboard.router,
+    webhooks.router,
 ]
