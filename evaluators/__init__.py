@@ -3,7 +3,7 @@
 Importing this package loads no model: evaluators load theirs on first use.
 """
 
-from evaluators.base import Evaluator, Example, Metric, check_scores
+from evaluators.base import Evaluator, Example, LocalModels, Metric, ModelScorer, check_scores
 from evaluators.errors import (
     DuplicateEvaluatorError,
     EvaluatorConfigError,
@@ -12,8 +12,16 @@ from evaluators.errors import (
     InvalidExampleError,
     InvalidScoreError,
     UnknownEvaluatorError,
+    UnknownMetricError,
 )
-from evaluators.registry import available, create, default_evaluators, get_class
+from evaluators.registry import (
+    available,
+    create,
+    default_evaluators,
+    get_class,
+    higher_is_better,
+    metric_index,
+)
 
 __all__ = [
     "DuplicateEvaluatorError",
@@ -24,11 +32,16 @@ __all__ = [
     "InvalidEvaluatorError",
     "InvalidExampleError",
     "InvalidScoreError",
+    "LocalModels",
     "Metric",
+    "ModelScorer",
     "UnknownEvaluatorError",
+    "UnknownMetricError",
     "available",
     "check_scores",
     "create",
     "default_evaluators",
     "get_class",
+    "higher_is_better",
+    "metric_index",
 ]

@@ -1,9 +1,18 @@
 """The evaluator interface: examples in, one dict of metric values per example out.
 
 An evaluator is a small class whose metadata lives on the class (``name``, ``version``,
-``metrics``, ``needs``) and whose :meth:`Evaluator.score` is batched. Scores are plain floats
-keyed by globally unique metric names; an example the evaluator does not apply to gets ``{}``.
-:func:`check_scores` is the one place that enforces the contract (finite, in range, declared).
+``metrics``, ``needs``) and whose scoring is batched. Scores are plain floats keyed by globally
+unique metric names; an example the evaluator does not apply to gets ``{}``.
+
+One contract, enforced in one place: :meth:`Evaluator.score` is final. It checks the batch
+(one output string per example), calls the subclass's :meth:`Evaluator._score`, and checks
+what came back with :func:`check_scores` (one dict per example, declared metric names, finite
+values inside each metric's range, nothing for an example it does not apply to). Subclasses
+write no checks of their own.
+
+Scorers that need the model itself rather than its outputs (held-out perplexity, log-likelihood
+scoring) are not evaluators; each declares its metrics as a :class:`ModelScorer`, so the
+registry knows every metric's direction and range from one kind of declaration.
 """
 
 from __future__ import annotations
@@ -12,7 +21,8 @@ import math
 from abc import ABC, abstractmethod
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any, ClassVar, Literal
+from pathlib import Path
+from typing import Any, ClassVar, Literal, final
 
 from evaluators.errors import InvalidScoreError
 
@@ -57,12 +67,37 @@ class Metric:
     high: float = 1.0
 
 
+@dataclass(frozen=True)
+class ModelScorer:
+    """The declaration of a scorer that works on the model, not on its outputs.
+
+    Held-out perplexity (one value per model) and log-likelihood scoring (per example, from
+    the model's log-probabilities) are computed by the engine, so they are not
+    :class:`Evaluator` subclasses; their metrics are declared here the same way, and the
+    registry answers for them like for any evaluator's.
+    """
+
+    name: str
+    version: str
+    metrics: tuple[Metric, ...]
+
+
+@dataclass(frozen=True)
+class LocalModels:
+    """The deployment's local model folders an evaluator may use (``None``: not configured)."""
+
+    embedding: Path | None = None
+    nli: Path | None = None
+    refusal: Path | None = None
+
+
 class Evaluator(ABC):
     """A per-example scorer.
 
-    Subclasses set the class variables and implement :meth:`score`. Options (model path,
-    device, thresholds) are constructor keyword arguments whose defaults work offline.
-    Bump ``version`` whenever a change would alter any score.
+    Subclasses set the class variables and implement :meth:`_score`; :meth:`score` is final
+    and enforces the contract around it. Options (model path, device, thresholds) are
+    constructor keyword arguments whose defaults work offline. Bump ``version`` whenever a
+    change would alter any score.
     """
 
     name: ClassVar[str]
@@ -70,17 +105,44 @@ class Evaluator(ABC):
     metrics: ClassVar[tuple[Metric, ...]]
     needs: ClassVar[frozenset[str]] = frozenset()
 
+    def __init_subclass__(cls, **kwargs: Any) -> None:
+        super().__init_subclass__(**kwargs)
+        if "score" in cls.__dict__:
+            raise TypeError(
+                f"{cls.__qualname__} overrides Evaluator.score, which is final: "
+                "implement _score (the base class checks the batch and the scores)"
+            )
+
+    @classmethod
+    def options_for(cls, models: LocalModels) -> dict[str, object]:
+        """Constructor options that make this evaluator use the deployment's ``models``.
+
+        By default none: an evaluator that can use a configured model says so here.
+        """
+        return {}
+
     def applies_to(self, example: Example) -> bool:
         """Whether this evaluator scores ``example``; by default, all of ``needs`` are present."""
         return all(getattr(example, field) is not None for field in self.needs)
 
-    @abstractmethod
+    @final
     def score(self, examples: Sequence[Example], outputs: Sequence[str]) -> list[dict[str, float]]:
         """Score ``outputs[i]`` for ``examples[i]``.
 
         Returns one dict per example (metric name → value), ``{}`` where the evaluator does not
-        apply. Every value is finite and inside its metric's ``[low, high]``.
+        apply; every value finite and inside its metric's ``[low, high]``. Raises ValueError /
+        TypeError for a batch that is not one output string per example and
+        :class:`InvalidScoreError` when the subclass returns anything else.
         """
+        check_batch(examples, outputs)
+        return check_scores(self, examples, self._score(examples, outputs))
+
+    @abstractmethod
+    def _score(
+        self, examples: Sequence[Example], outputs: Sequence[str]
+    ) -> Sequence[Mapping[str, float]]:
+        """The scores of a checked batch (one output string per example): one mapping per
+        example, empty where the evaluator does not apply. :meth:`score` validates them."""
 
     def metric(self, name: str) -> Metric:
         """The declared metric called ``name`` (KeyError if this evaluator has none)."""

@@ -15,7 +15,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import ClassVar
 
-from evaluators.base import Evaluator, Example, Metric, check_batch, check_scores
+from evaluators.base import Evaluator, Example, Metric
 from evaluators.normalize import words
 
 NGRAM = 3
@@ -40,11 +40,10 @@ class CollapseEvaluator(Evaluator):
         Metric("repetition", higher_is_better=False),
     )
 
-    def score(self, examples: Sequence[Example], outputs: Sequence[str]) -> list[dict[str, float]]:
+    def _score(self, examples: Sequence[Example], outputs: Sequence[str]) -> list[dict[str, float]]:
         """Empty-output flag and 3-gram repetition share per example."""
-        check_batch(examples, outputs)
         scores = [
             {"empty_output": float(not output.strip()), "repetition": repetition(output)}
             for output in outputs
         ]
-        return check_scores(self, examples, scores)
+        return scores

@@ -22,6 +22,13 @@ class UnknownEvaluatorError(EvaluatorError, KeyError):
         return str(self.args[0]) if self.args else ""
 
 
+class UnknownMetricError(EvaluatorError, KeyError):
+    """No evaluator or model scorer declares the metric."""
+
+    def __str__(self) -> str:
+        return str(self.args[0]) if self.args else ""
+
+
 class DuplicateEvaluatorError(EvaluatorError):
     """Two sources (built-in or entry points) register the same evaluator name."""
 

@@ -47,7 +47,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, ClassVar, Literal
 
-from evaluators.base import Evaluator, Example, Metric, check_batch, check_scores
+from evaluators.base import Evaluator, Example, LocalModels, Metric
 from evaluators.claims import (
     Claim,
     content_words,
@@ -112,9 +112,18 @@ class HallucinationEvaluator(Evaluator):
         """Examples with a context or a reference to check the output against."""
         return example.context is not None or example.reference is not None
 
-    def score(self, examples: Sequence[Example], outputs: Sequence[str]) -> list[dict[str, float]]:
+    @classmethod
+    def options_for(cls, models: LocalModels) -> dict[str, object]:
+        """The embedding model for claim matching; with an NLI model, the ``nli`` backend."""
+        options: dict[str, object] = {}
+        if models.embedding:
+            options["embedding_model_path"] = str(models.embedding)
+        if models.nli:
+            options.update(backend="nli", nli_model_path=str(models.nli))
+        return options
+
+    def _score(self, examples: Sequence[Example], outputs: Sequence[str]) -> list[dict[str, float]]:
         """Unsupported-claim share per applicable example; 1.0 for an output with no claim."""
-        check_batch(examples, outputs)
         claims = [extract_claims(output) for output in outputs]
         applies = [self.applies_to(example) for example in examples]
         if self.backend == "nli":
@@ -129,7 +138,7 @@ class HallucinationEvaluator(Evaluator):
                 scores.append({"hallucination": NO_CLAIM_SCORE})
             else:
                 scores.append({"hallucination": flags.count(False) / len(flags)})
-        return check_scores(self, examples, scores)
+        return scores
 
     def _support_by_nli(
         self, examples: Sequence[Example], claims: list[list[Claim]], applies: list[bool]

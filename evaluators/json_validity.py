@@ -24,7 +24,7 @@ from typing import Any, ClassVar
 import jsonschema
 from jsonschema.exceptions import SchemaError
 
-from evaluators.base import Evaluator, Example, Metric, check_batch, check_scores
+from evaluators.base import Evaluator, Example, Metric
 from evaluators.errors import InvalidExampleError
 
 JSON_COHORT = "json"
@@ -73,9 +73,8 @@ class JsonValidityEvaluator(Evaluator):
         """Examples with a JSON schema or in the ``"json"`` cohort."""
         return example.json_schema is not None or example.cohort == JSON_COHORT
 
-    def score(self, examples: Sequence[Example], outputs: Sequence[str]) -> list[dict[str, float]]:
+    def _score(self, examples: Sequence[Example], outputs: Sequence[str]) -> list[dict[str, float]]:
         """Parse each output; validate it against the example's schema when there is one."""
-        check_batch(examples, outputs)
         scores: list[dict[str, float]] = []
         for example, output in zip(examples, outputs, strict=True):
             if not self.applies_to(example):
@@ -88,7 +87,7 @@ class JsonValidityEvaluator(Evaluator):
                 validator = _validator(example)
                 row["json_schema_valid"] = float(parsed and validator.is_valid(value))
             scores.append(row)
-        return check_scores(self, examples, scores)
+        return scores
 
 
 def _validator(example: Example) -> Any:

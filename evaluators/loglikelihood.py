@@ -19,7 +19,7 @@ from __future__ import annotations
 import math
 from collections.abc import Sequence
 
-from evaluators.base import Metric
+from evaluators.base import Metric, ModelScorer
 
 #: The scorer name and version stored with every log-likelihood score row.
 NAME = "loglikelihood"
@@ -33,6 +33,8 @@ METRICS: tuple[Metric, ...] = (
     Metric("target_nll", higher_is_better=False, low=0.0, high=_BIG),
     Metric("target_logprob", higher_is_better=True, low=-_BIG, high=0.0),
 )
+#: The declaration the registry reads (the engine scores these, not an Evaluator).
+SCORER = ModelScorer(NAME, VERSION, METRICS)
 
 
 def _argmax(values: Sequence[float]) -> int:

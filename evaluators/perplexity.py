@@ -1,6 +1,7 @@
 """Held-out perplexity of a causal LM, computed exactly as lm-eval 0.4.13 does.
 
-This is per model, not per example, so it is a function rather than an Evaluator.
+This is per model, not per example, so it is a function rather than an Evaluator; its metrics
+are declared like any evaluator's (:data:`SCORER`), so the registry knows that lower is better.
 
 How (lm-eval's ``HFLM.loglikelihood_rolling``): each text is tokenized with the tokenizer's
 default special-token handling (no special tokens added when the text already starts with the
@@ -29,6 +30,19 @@ import re
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from typing import Any
+
+from evaluators.base import Metric, ModelScorer
+
+#: The metrics the engine stores per model from :func:`rolling_perplexity`: at least 1 (a
+#: probability of at most 1 per predicted token or word), unbounded above.
+SCORER = ModelScorer(
+    name="perplexity",
+    version="1",
+    metrics=(
+        Metric("perplexity_token", higher_is_better=False, low=1.0, high=math.inf),
+        Metric("perplexity_word", higher_is_better=False, low=1.0, high=math.inf),
+    ),
+)
 
 #: lm-eval's fallback context length when neither config nor tokenizer sets one.
 DEFAULT_MAX_LENGTH = 2048

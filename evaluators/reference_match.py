@@ -11,7 +11,7 @@ from collections import Counter
 from collections.abc import Sequence
 from typing import ClassVar
 
-from evaluators.base import Evaluator, Example, Metric, check_batch, check_scores
+from evaluators.base import Evaluator, Example, Metric
 from evaluators.normalize import squad_normalize, squad_tokens
 
 
@@ -45,9 +45,8 @@ class ReferenceMatchEvaluator(Evaluator):
     )
     needs: ClassVar[frozenset[str]] = frozenset({"reference"})
 
-    def score(self, examples: Sequence[Example], outputs: Sequence[str]) -> list[dict[str, float]]:
+    def _score(self, examples: Sequence[Example], outputs: Sequence[str]) -> list[dict[str, float]]:
         """Exact match and token F1 per example; ``{}`` where there is no reference."""
-        check_batch(examples, outputs)
         scores: list[dict[str, float]] = []
         for example, output in zip(examples, outputs, strict=True):
             if not self.applies_to(example) or example.reference is None:
@@ -59,4 +58,4 @@ class ReferenceMatchEvaluator(Evaluator):
                     "token_f1": token_f1(output, example.reference),
                 }
             )
-        return check_scores(self, examples, scores)
+        return scores

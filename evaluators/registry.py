@@ -8,6 +8,10 @@ Third parties register a class in their package metadata::
 The entry point name must equal the class's ``name``. Two sources claiming one name is an
 error naming both (never "last one wins"); an unknown name is an error listing the known ones.
 Classes are imported lazily, on first :func:`get_class`, so listing names loads no model.
+
+The registry also holds the :class:`~evaluators.base.ModelScorer` declarations of the scorers
+the engine runs on the model itself (held-out perplexity, log-likelihood scoring), so that
+:func:`metric_index` and :func:`higher_is_better` answer for every metric tunegate stores.
 """
 
 from __future__ import annotations
@@ -19,11 +23,13 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from importlib.metadata import EntryPoint, entry_points
 
-from evaluators.base import NEEDABLE_FIELDS, Evaluator, Metric
+from evaluators import loglikelihood, perplexity
+from evaluators.base import NEEDABLE_FIELDS, Evaluator, Metric, ModelScorer
 from evaluators.errors import (
     DuplicateEvaluatorError,
     InvalidEvaluatorError,
     UnknownEvaluatorError,
+    UnknownMetricError,
 )
 
 ENTRY_POINT_GROUP = "tunegate.evaluators"
@@ -37,6 +43,9 @@ BUILTINS: dict[str, str] = {
     "refusal": "evaluators.refusal:RefusalEvaluator",
     "relevance": "evaluators.relevance:RelevanceEvaluator",
 }
+
+#: Built-in scorers of the model itself (declarations only: the engine runs them).
+MODEL_SCORERS: tuple[ModelScorer, ...] = (perplexity.SCORER, loglikelihood.SCORER)
 
 #: What a dataset is scored with when its request names no evaluators (each one applies
 #: only to the examples it can score, so all built-ins are safe defaults).
@@ -72,13 +81,20 @@ def _describe(entry_point: EntryPoint) -> str:
 
 
 class Registry:
-    """Evaluator names → classes, from built-ins and entry points, without duplicates."""
+    """Evaluator names → classes, from built-ins and entry points, without duplicates; plus
+    the model scorers' declarations (by default the built-in ones, with the built-ins)."""
 
     def __init__(
-        self, builtins: dict[str, str] | None = None, plugins: Iterable[EntryPoint] = ()
+        self,
+        builtins: dict[str, str] | None = None,
+        plugins: Iterable[EntryPoint] = (),
+        model_scorers: Iterable[ModelScorer] | None = None,
     ) -> None:
         self._sources: dict[str, _Source] = {}
         self._classes: dict[str, type[Evaluator]] = {}
+        if model_scorers is None:
+            model_scorers = MODEL_SCORERS if builtins is None else ()
+        self.model_scorers = tuple(model_scorers)
         for name, target in (BUILTINS if builtins is None else builtins).items():
             self._add(name, _Source(target, f"built-in {target!r}"))
         for entry_point in plugins:
@@ -130,13 +146,15 @@ class Registry:
         return self.get_class(name)(**options)
 
     def metric_index(self) -> dict[str, tuple[str, Metric]]:
-        """Every metric name → (evaluator name, Metric); loads every class.
+        """Every metric name → (evaluator or model scorer name, Metric); loads every class.
 
-        Raises DuplicateEvaluatorError when two evaluators declare the same metric name.
+        Raises DuplicateEvaluatorError when two of them declare the same metric name.
         """
+        declared = [(name, self.get_class(name).metrics) for name in self.available()]
+        declared += [(scorer.name, scorer.metrics) for scorer in self.model_scorers]
         index: dict[str, tuple[str, Metric]] = {}
-        for name in self.available():
-            for metric in self.get_class(name).metrics:
+        for name, metrics in declared:
+            for metric in metrics:
                 if metric.name in index:
                     raise DuplicateEvaluatorError(
                         f"metric {metric.name!r} is declared by evaluators "
@@ -144,6 +162,13 @@ class Registry:
                     )
                 index[metric.name] = (name, metric)
         return index
+
+    def higher_is_better(self, metric: str) -> bool:
+        """Which direction is better for ``metric``; UnknownMetricError if none declares it."""
+        found = self.metric_index().get(metric)
+        if found is None:
+            raise UnknownMetricError(f"no evaluator or model scorer declares metric {metric!r}")
+        return found[1].higher_is_better
 
 
 def validate_class(loaded: object, name: str, where: str) -> type[Evaluator]:
@@ -195,8 +220,13 @@ def create(name: str, **options: object) -> Evaluator:
 
 
 def metric_index() -> dict[str, tuple[str, Metric]]:
-    """Every registered metric name → (evaluator name, Metric)."""
+    """Every registered metric name → (evaluator or model scorer name, Metric)."""
     return default_registry().metric_index()
+
+
+def higher_is_better(metric: str) -> bool:
+    """Which direction is better for a registered metric (UnknownMetricError if unknown)."""
+    return default_registry().higher_is_better(metric)
 
 
 def default_evaluators() -> list[str]:

@@ -20,7 +20,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import ClassVar
 
-from evaluators.base import Evaluator, Example, Metric, check_batch, check_scores
+from evaluators.base import Evaluator, Example, LocalModels, Metric
 from evaluators.embeddings import embed, load_embedding_model
 
 
@@ -41,9 +41,13 @@ class RelevanceEvaluator(Evaluator):
         self.device = device
         self.batch_size = batch_size
 
-    def score(self, examples: Sequence[Example], outputs: Sequence[str]) -> list[dict[str, float]]:
+    @classmethod
+    def options_for(cls, models: LocalModels) -> dict[str, object]:
+        """The deployment's embedding model, when one is configured."""
+        return {"model_path": str(models.embedding)} if models.embedding else {}
+
+    def _score(self, examples: Sequence[Example], outputs: Sequence[str]) -> list[dict[str, float]]:
         """Relevance for each example (and reference relevance where there is a reference)."""
-        check_batch(examples, outputs)
         model = load_embedding_model(self.model_path, self.device)
         # Embed each distinct text once: inputs and references repeat across a batch.
         index: dict[str, int] = {}
@@ -64,4 +68,4 @@ class RelevanceEvaluator(Evaluator):
             if example.reference is not None:
                 row["relevance_reference"] = 0.0 if empty else cosine(output, example.reference)
             scores.append(row)
-        return check_scores(self, examples, scores)
+        return scores

@@ -17,7 +17,7 @@ from typing import Any
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
-from evaluators import loglikelihood, registry
+from evaluators import registry
 from service import webhooks
 from service.db.models import Candidate, Evaluation, Family, GateDecision
 from service.errors import DecisionNotFound, EvaluationNotFinished, EvaluationNotFound
@@ -29,18 +29,12 @@ from service.queries import evaluations as evaluation_queries
 from service.queries.examples import examples_by_version
 from service.queries.results import model_metrics, scores_by_evaluation
 
-MODEL_METRIC_DIRECTIONS = {"perplexity_token": False, "perplexity_word": False}
-
 
 @lru_cache(maxsize=1)
 def metric_directions() -> dict[str, bool]:
-    """metric name → higher_is_better, from every registered evaluator."""
-    directions = dict(MODEL_METRIC_DIRECTIONS)
-    for name, (_, metric) in registry.metric_index().items():
-        directions[name] = metric.higher_is_better
-    for metric in loglikelihood.METRICS:  # scored by the engine, not a registered evaluator
-        directions[metric.name] = metric.higher_is_better
-    return directions
+    """metric name → higher_is_better, for every metric the registry knows (the evaluators'
+    and the model scorers': perplexity, log-likelihood)."""
+    return {name: metric.higher_is_better for name, (_, metric) in registry.metric_index().items()}
 
 
 # --- the scores the gate judges ------------------------------------------------------------

@@ -1,16 +1,19 @@
-"""Running the configured evaluators over a chunk of (example, output) pairs."""
+"""Running the configured evaluators over a chunk of (example, output) pairs.
+
+Each evaluator's :meth:`~evaluators.base.Evaluator.score` enforces the score contract itself
+(one dict per example, declared metrics, finite, in range); here its failures become
+:class:`ScoringError`, and each score is stamped with the scorer that made it.
+"""
 
 from __future__ import annotations
 
 import hashlib
 import json
-import math
-from collections.abc import Collection, Sequence
+from collections.abc import Collection, Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any
 
 from evaluators import registry
-from evaluators.base import Evaluator, Example
+from evaluators.base import Evaluator, Example, LocalModels
 from evaluators.errors import EvaluatorError, UnknownEvaluatorError
 from service.errors import ScoringError, UnknownEvaluator
 from service.settings import Settings
@@ -24,7 +27,7 @@ class ScoreValue:
     options: str = ""  # digest of the evaluator's options (see options_digest)
 
 
-def options_digest(options: dict[str, Any]) -> str:
+def options_digest(options: Mapping[str, object]) -> str:
     """A short stable digest of an evaluator's options ("" for none, as old rows have)."""
     if not options:
         return ""
@@ -36,37 +39,29 @@ def options_digest(options: dict[str, Any]) -> str:
 ScorerIdentity = tuple[str, str, str]
 
 
-def evaluator_options(name: str, settings: Settings) -> dict[str, Any]:
-    """Constructor options the service passes to built-in evaluators."""
-    if name == "relevance" and settings.embedding_model:
-        return {"model_path": str(settings.embedding_model)}
-    if name == "hallucination":
-        options: dict[str, Any] = {}
-        if settings.embedding_model:
-            options["embedding_model_path"] = str(settings.embedding_model)
-        if settings.nli_model:
-            options.update(backend="nli", nli_model_path=str(settings.nli_model))
-        return options
-    if name == "refusal":
-        refusal: dict[str, Any] = {}
-        if settings.embedding_model:
-            refusal["embedding_model_path"] = str(settings.embedding_model)
-        if settings.refusal_model:
-            refusal.update(backend="classifier", classifier_model_path=str(settings.refusal_model))
-        return refusal
-    return {}
+def local_models(settings: Settings) -> LocalModels:
+    """The local model folders this deployment offers its evaluators."""
+    return LocalModels(
+        embedding=settings.embedding_model, nli=settings.nli_model, refusal=settings.refusal_model
+    )
 
 
 class EvaluatorSet:
-    """The evaluators of one run, built once (their models load once per worker)."""
+    """The evaluators of one run, built once (their models load once per worker).
+
+    Each evaluator's options come from the evaluator itself
+    (:meth:`~evaluators.base.Evaluator.options_for` the deployment's local models).
+    """
 
     def __init__(self, names: Sequence[str], settings: Settings) -> None:
         self.evaluators: list[Evaluator] = []
-        self.options: dict[str, dict[str, Any]] = {}
+        self.options: dict[str, dict[str, object]] = {}
+        models = local_models(settings)
         for name in names:
-            self.options[name] = evaluator_options(name, settings)
             try:
-                self.evaluators.append(registry.create(name, **self.options[name]))
+                evaluator_class = registry.get_class(name)
+                self.options[name] = evaluator_class.options_for(models)
+                self.evaluators.append(evaluator_class(**self.options[name]))
             except UnknownEvaluatorError as exc:
                 raise UnknownEvaluator(str(exc)) from exc
             except EvaluatorError as exc:
@@ -85,17 +80,14 @@ class EvaluatorSet:
             for e in self.evaluators
         }
 
-    @property
-    def directions(self) -> dict[str, bool]:
-        return {m.name: m.higher_is_better for e in self.evaluators for m in e.metrics}
-
     def score(
         self,
         examples: Sequence[Example],
         outputs: Sequence[str],
         only: Collection[str] | None = None,
     ) -> list[dict[str, ScoreValue]]:
-        """Scores of every evaluator for each example; a NaN or out-of-range value is an error."""
+        """Scores of every evaluator (or those in ``only``) for each example; a NaN, an
+        out-of-range value or an undeclared metric is a :class:`ScoringError`."""
         merged: list[dict[str, ScoreValue]] = [{} for _ in examples]
         identities = self.identities
         for evaluator in self.evaluators:
@@ -103,28 +95,10 @@ class EvaluatorSet:
                 continue
             try:
                 rows = evaluator.score(examples, outputs)
-            except ScoringError:
-                raise
             except Exception as exc:
                 raise ScoringError(f"evaluator {evaluator.name!r} failed: {exc}") from exc
-            if len(rows) != len(examples):
-                raise ScoringError(
-                    f"evaluator {evaluator.name!r} returned {len(rows)} rows for "
-                    f"{len(examples)} examples"
-                )
-            ranges = {m.name: (m.low, m.high) for m in evaluator.metrics}
-            for example, row, target in zip(examples, rows, merged, strict=True):
+            name, version, options = identities[evaluator.name]
+            for row, target in zip(rows, merged, strict=True):
                 for metric, value in row.items():
-                    low, high = ranges.get(metric, (-math.inf, math.inf))
-                    if metric not in ranges:
-                        raise ScoringError(
-                            f"evaluator {evaluator.name!r} produced undeclared metric {metric!r}"
-                        )
-                    if not math.isfinite(value) or not low <= value <= high:
-                        raise ScoringError(
-                            f"evaluator {evaluator.name!r} scored example {example.id!r} "
-                            f"{metric}={value!r}, outside [{low}, {high}]"
-                        )
-                    _, version, options = identities[evaluator.name]
-                    target[metric] = ScoreValue(float(value), evaluator.name, version, options)
+                    target[metric] = ScoreValue(value, name, version, options)
         return merged

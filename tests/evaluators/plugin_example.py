@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import ClassVar
 
-from evaluators.base import Evaluator, Example, Metric, check_batch, check_scores
+from evaluators.base import Evaluator, Example, Metric
 
 
 class AnswerLength(Evaluator):
@@ -18,10 +18,8 @@ class AnswerLength(Evaluator):
     def __init__(self, *, cap: int = 10) -> None:
         self.cap = cap
 
-    def score(self, examples: Sequence[Example], outputs: Sequence[str]) -> list[dict[str, float]]:
-        check_batch(examples, outputs)
-        rows = [{"answer_length": min(len(o.split()), self.cap) / self.cap} for o in outputs]
-        return check_scores(self, examples, rows)
+    def _score(self, examples: Sequence[Example], outputs: Sequence[str]) -> list[dict[str, float]]:
+        return [{"answer_length": min(len(o.split()), self.cap) / self.cap} for o in outputs]
 
 
 class Misnamed(AnswerLength):

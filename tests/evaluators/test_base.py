@@ -1,4 +1,5 @@
-"""check_scores is the one gate every score passes: it must reject bad values loudly."""
+"""check_scores is the one gate every score passes: it must reject bad values loudly, and
+Evaluator.score (final) puts every subclass's scores through it."""
 
 from __future__ import annotations
 
@@ -21,7 +22,7 @@ class Echo(Evaluator):
     )
     needs: ClassVar[frozenset[str]] = frozenset({"reference"})
 
-    def score(self, examples: Sequence[Example], outputs: Sequence[str]) -> list[dict[str, float]]:
+    def _score(self, examples: Sequence[Example], outputs: Sequence[str]) -> list[dict[str, float]]:
         return [
             {"echo": float(output)} if self.applies_to(e) else {}
             for e, output in zip(examples, outputs, strict=True)
@@ -55,3 +56,63 @@ def test_valid_scores_pass_through() -> None:
 def test_bad_scores_are_rejected(rows: list[dict[str, float]], message: str) -> None:
     with pytest.raises(InvalidScoreError, match=message):
         check_scores(Echo(), [WITH_REF, NO_REF], rows)
+
+
+class Undeclared(Echo):
+    """Scores a metric it never declared."""
+
+    def _score(self, examples: Sequence[Example], outputs: Sequence[str]) -> list[dict[str, float]]:
+        return [{"echo": 0.5, "secret": 0.5} for _ in examples]
+
+
+class Eager(Echo):
+    """Scores every example, including those it does not apply to."""
+
+    def _score(self, examples: Sequence[Example], outputs: Sequence[str]) -> list[dict[str, float]]:
+        return [{"echo": 0.5} for _ in examples]
+
+
+class Short(Echo):
+    """Drops the last example."""
+
+    def _score(self, examples: Sequence[Example], outputs: Sequence[str]) -> list[dict[str, float]]:
+        return [{"echo": 0.5} for _ in examples[1:]]
+
+
+def test_score_passes_valid_subclass_scores() -> None:
+    assert Echo().score([WITH_REF, NO_REF], ["-0.25", "9"]) == [{"echo": -0.25}, {}]
+
+
+@pytest.mark.parametrize(
+    ("evaluator", "outputs", "message"),
+    [
+        (Echo(), ["nan", "0"], "echo is nan \\(not finite\\)"),
+        (Echo(), ["-inf", "0"], "not finite"),
+        (Echo(), ["1.5", "0"], r"echo=1.5 outside \[-1.0, 1.0\]"),
+        (Undeclared(), ["0", "0"], "undeclared metric 'secret'"),
+        (Eager(), ["0", "0"], "example 'n': scored an example it does not apply to"),
+        (Short(), ["0", "0"], "1 score dicts for 2 examples"),
+    ],
+)
+def test_score_rejects_what_a_subclass_returns(
+    evaluator: Evaluator, outputs: list[str], message: str
+) -> None:
+    with pytest.raises(InvalidScoreError, match=message):
+        evaluator.score([WITH_REF, NO_REF], outputs)
+
+
+def test_score_checks_the_batch_before_the_subclass_sees_it() -> None:
+    with pytest.raises(ValueError, match="2 examples but 1 outputs"):
+        Echo().score([WITH_REF, NO_REF], ["0"])
+    with pytest.raises(TypeError, match="output 0 is int"):
+        Echo().score([WITH_REF], [0])  # type: ignore[list-item]
+
+
+def test_score_is_final() -> None:
+    with pytest.raises(TypeError, match=r"overrides Evaluator\.score, which is final"):
+
+        class Overrider(Echo):  # pragma: no cover - the class statement itself fails
+            def score(  # type: ignore[misc]
+                self, examples: Sequence[Example], outputs: Sequence[str]
+            ) -> list[dict[str, float]]:
+                return [{"echo": float("nan")} for _ in examples]

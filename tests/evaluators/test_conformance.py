@@ -97,6 +97,7 @@ def test_mismatched_batch_is_refused(evaluator: Evaluator) -> None:
 def test_metric_names_are_globally_unique() -> None:
     index = registry.metric_index()
     declared = [m.name for name in registry.available() for m in registry.get_class(name).metrics]
+    declared += [m.name for scorer in registry.MODEL_SCORERS for m in scorer.metrics]
     assert sorted(index) == sorted(declared)
 
 

@@ -7,12 +7,13 @@ from importlib.metadata import EntryPoint
 import pytest
 
 from evaluators import registry
-from evaluators.base import Example
+from evaluators.base import Example, Metric, ModelScorer
 from evaluators.collapse import CollapseEvaluator
 from evaluators.errors import (
     DuplicateEvaluatorError,
     InvalidEvaluatorError,
     UnknownEvaluatorError,
+    UnknownMetricError,
 )
 from evaluators.registry import ENTRY_POINT_GROUP, Registry
 from tests.evaluators.plugin_example import AnswerLength
@@ -98,5 +99,29 @@ def test_metric_index_maps_metrics_to_evaluators() -> None:
 
 def test_clashing_metric_names_are_refused() -> None:
     plugins = Registry(plugins=[entry_point("repetition_clone", "RepetitionClone")])
+    with pytest.raises(DuplicateEvaluatorError, match="'repetition' is declared by"):
+        plugins.metric_index()
+
+
+def test_one_registry_knows_the_direction_of_every_metric() -> None:
+    """Perplexity and log-likelihood metrics are declared like any evaluator's."""
+    index = registry.metric_index()
+    assert index["perplexity_word"][0] == index["perplexity_token"][0] == "perplexity"
+    assert registry.higher_is_better("perplexity_word") is False
+    assert registry.higher_is_better("perplexity_token") is False
+    assert index["target_nll"][0] == "loglikelihood"
+    assert registry.higher_is_better("target_nll") is False
+    assert registry.higher_is_better("choice_acc") is True
+    assert registry.higher_is_better("token_f1") is True
+    assert registry.higher_is_better("repetition") is False
+    with pytest.raises(UnknownMetricError, match="'no_such_metric'"):
+        registry.higher_is_better("no_such_metric")
+
+
+def test_model_scorer_metrics_cannot_clash_with_an_evaluator() -> None:
+    clash = ModelScorer("ppl_clone", "1", (Metric("repetition", higher_is_better=False),))
+    plugins = Registry(
+        builtins={"collapse": "evaluators.collapse:CollapseEvaluator"}, model_scorers=[clash]
+    )
     with pytest.raises(DuplicateEvaluatorError, match="'repetition' is declared by"):
         plugins.metric_index()
