@@ -4,12 +4,17 @@ Evaluator.score (final) puts every subclass's scores through it."""
 from __future__ import annotations
 
 from collections.abc import Sequence
+from pathlib import Path
 from typing import ClassVar
 
 import pytest
 
-from evaluators.base import Evaluator, Example, Metric, check_scores
+from evaluators.base import Evaluator, Example, LocalModels, Metric, check_scores
+from evaluators.collapse import CollapseEvaluator
 from evaluators.errors import InvalidScoreError
+from evaluators.hallucination import HallucinationEvaluator
+from evaluators.refusal import RefusalEvaluator
+from evaluators.relevance import RelevanceEvaluator
 
 
 class Echo(Evaluator):
@@ -116,3 +121,22 @@ def test_score_is_final() -> None:
                 self, examples: Sequence[Example], outputs: Sequence[str]
             ) -> list[dict[str, float]]:
                 return [{"echo": float("nan")} for _ in examples]
+
+
+def test_evaluators_say_which_local_models_they_use() -> None:
+    """What the service passes each evaluator comes from the evaluator, not a name switch."""
+    models = LocalModels(embedding=Path("/m/emb"), nli=Path("/m/nli"), refusal=Path("/m/ref"))
+    assert RelevanceEvaluator.options_for(models) == {"model_path": "/m/emb"}
+    assert HallucinationEvaluator.options_for(models) == {
+        "embedding_model_path": "/m/emb",
+        "backend": "nli",
+        "nli_model_path": "/m/nli",
+    }
+    assert RefusalEvaluator.options_for(models) == {
+        "embedding_model_path": "/m/emb",
+        "backend": "classifier",
+        "classifier_model_path": "/m/ref",
+    }
+    assert CollapseEvaluator.options_for(models) == {}
+    assert RelevanceEvaluator.options_for(LocalModels()) == {}
+    assert HallucinationEvaluator.options_for(LocalModels()) == {}
