@@ -31,6 +31,7 @@ from sqlalchemy.orm import Session
 from service.archives import archive_format, spool, unpack
 from service.checkpoints import CheckpointKind, inspect_checkpoint
 from service.db.models import Candidate, Evaluation
+from service.db.session import release, savepoint
 from service.errors import (
     CandidateNotFound,
     CheckpointRejected,
@@ -148,8 +149,8 @@ def submit_candidate(
     is not a replay (an upload is unpacked only then). The folder is validated
     under the allowed checkpoint roots plus the uploads folder. ``queued_ids``
     lists the evaluations to hand to the dispatcher *after* the unit of work
-    commits. Must be the unit of work's first write: on a lost idempotency race
-    the session is rolled back. Raises ``FamilyNotFound``, ``CheckpointRejected``,
+    commits. On a lost idempotency race the insert rolls back to a savepoint and
+    the winner's answer is replayed. Raises ``FamilyNotFound``, ``CheckpointRejected``,
     ``DatasetVersionNotFound``, ``InvalidTrainingLog``, ``IdempotencyKeyReused``.
     """
     replay = find_replay(session, idempotency)
@@ -159,6 +160,7 @@ def submit_candidate(
     if spec.evaluate_on is not None:
         resolve_dataset(session, spec.evaluate_on)  # fail fast, before reading the checkpoint
     roots: Sequence[Path] = [*settings.allowed_checkpoint_roots, settings.uploads_dir]
+    release(session)  # unpacking and hashing hold no connection and no write lock
     info = inspect_checkpoint(locate(), roots, kind=spec.kind)
     points: list[Any] | None = None
     diagnosis: dict[str, Any] | None = None
@@ -181,11 +183,11 @@ def submit_candidate(
         idempotency_key=idempotency.key if idempotency else None,
         request_digest=idempotency.request_digest if idempotency else None,
     )
-    session.add(candidate)
     try:
-        session.flush()
+        with savepoint(session):
+            session.add(candidate)
+            session.flush()
     except IntegrityError:
-        session.rollback()
         winner = find_replay(session, idempotency)
         if winner is None:
             raise

@@ -227,7 +227,8 @@ def _check_with_safetensors(path: Path, expected: Collection[str]) -> None:
     from safetensors import safe_open
 
     try:
-        with safe_open(str(path), framework="pt") as fh:
+        # numpy, not pt: listing keys needs no torch (an API process never imports it)
+        with safe_open(str(path), framework="numpy") as fh:
             keys = set(fh.keys())
     except Exception as exc:  # the Rust side raises SafetensorError and friends
         raise CheckpointRejected(f"{path.name}: safetensors refused the file: {exc}") from exc

@@ -130,3 +130,13 @@ class ScoringError(TunegateError):
 
 class EvaluationCancelled(TunegateError):
     status_code = 409
+
+
+class ServiceBusy(TunegateError):
+    """Saturated or briefly without its database: the request changed nothing; retry.
+
+    Rendered as 503 with a ``Retry-After`` header of ``retry_after`` seconds.
+    """
+
+    status_code = 503
+    retry_after = 1

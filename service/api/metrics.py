@@ -14,6 +14,7 @@ from starlette.requests import Request
 from starlette.responses import Response
 
 from service.db.models import Evaluation
+from service.db.session import unit_of_work
 from service.lifecycle import QUEUED, STATUSES
 
 
@@ -28,7 +29,7 @@ class EvaluationCollector(Collector):
             "tunegate_evaluations", "Evaluations by status", labels=["status"]
         )
         depth = GaugeMetricFamily("tunegate_queue_depth", "Evaluations waiting to run")
-        with self._factory() as session:
+        with unit_of_work(self._factory, write=False) as session:
             rows = dict(
                 session.execute(
                     select(Evaluation.status, func.count()).group_by(Evaluation.status)

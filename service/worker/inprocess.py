@@ -16,6 +16,7 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from service.db.base import utcnow
 from service.db.models import Evaluation
+from service.db.session import unit_of_work
 from service.engine.job import WorkerContext, run_evaluation
 from service.engine.lease import claimable
 from service.settings import Settings
@@ -25,7 +26,7 @@ log = logging.getLogger("tunegate.worker")
 
 def runnable_ids(factory: sessionmaker[Session], limit: int = 20) -> list[int]:
     """Evaluations a worker may claim now, oldest first."""
-    with factory() as session:
+    with unit_of_work(factory, write=False) as session:
         return list(
             session.scalars(
                 select(Evaluation.id)

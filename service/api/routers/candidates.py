@@ -28,7 +28,8 @@ from pydantic import ValidationError
 
 from service import candidates
 from service.api.deps import ReadToken, SessionDep, SettingsDep, SubmitToken
-from service.api.routers.evaluations import commit_and_enqueue
+from service.api.routers.evaluations import enqueue_after_commit
+from service.api.routing import UnitOfWorkRoute
 from service.api.schemas.candidates import (
     CandidateCreate,
     CandidateDetail,
@@ -39,7 +40,7 @@ from service.api.schemas.candidates import (
 from service.candidates import Idempotency, Submission, TrainingLogText, Upload
 from service.errors import InvalidTrainingLog
 
-router = APIRouter(prefix="/v1/candidates", tags=["candidates"])
+router = APIRouter(prefix="/v1/candidates", tags=["candidates"], route_class=UnitOfWorkRoute)
 
 IdempotencyKey = Annotated[
     str | None, Header(alias="Idempotency-Key", min_length=1, max_length=200)
@@ -54,7 +55,7 @@ def _answer(
     response: Response,
     background: BackgroundTasks,
 ) -> CandidateSubmitted:
-    commit_and_enqueue(session, request, background, submission.queued_ids)
+    enqueue_after_commit(request, background, submission.queued_ids)
     if submission.replayed:
         response.headers["Idempotent-Replayed"] = "true"
     return CandidateSubmitted.of_submission(submission)

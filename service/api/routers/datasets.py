@@ -9,6 +9,7 @@ from starlette.datastructures import UploadFile
 
 from service import datasets
 from service.api.deps import ReadToken, SessionDep, SubmitToken
+from service.api.routing import UnitOfWorkRoute
 from service.api.schemas.common import NAME_PATTERN
 from service.api.schemas.datasets import (
     DatasetOut,
@@ -20,7 +21,7 @@ from service.api.schemas.datasets import (
 from service.errors import InvalidDataset
 from service.queries import examples
 
-router = APIRouter(prefix="/v1/datasets", tags=["datasets"])
+router = APIRouter(prefix="/v1/datasets", tags=["datasets"], route_class=UnitOfWorkRoute)
 
 JSONL_MEDIA_TYPE = "application/x-ndjson"
 

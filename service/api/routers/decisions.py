@@ -9,6 +9,7 @@ from fastapi import APIRouter, Query
 
 from service import decisions
 from service.api.deps import ReadToken, SessionDep, SubmitToken
+from service.api.routing import UnitOfWorkRoute
 from service.api.schemas.decisions import (
     CohortSliceOut,
     DecisionOut,
@@ -18,7 +19,7 @@ from service.api.schemas.decisions import (
 )
 from service.diffs import MAX_PAGE, DiffFilters, example_diffs, slice_summary
 
-router = APIRouter(prefix="/v1/decisions", tags=["decisions"])
+router = APIRouter(prefix="/v1/decisions", tags=["decisions"], route_class=UnitOfWorkRoute)
 
 
 @router.get("", response_model=DecisionOut, summary="The gate decision of an evaluation")

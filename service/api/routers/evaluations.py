@@ -11,6 +11,7 @@ from sqlalchemy.orm import Session
 
 from service import evaluation_commands, evaluations, rescoring
 from service.api.deps import ReadToken, SessionDep, SettingsDep, SubmitToken
+from service.api.routing import UnitOfWorkRoute
 from service.api.schemas.evaluations import (
     EvaluationCreate,
     EvaluationDetail,
@@ -26,7 +27,7 @@ from service.queries.decisions import latest_decision
 from service.queries.results import aggregates_of
 from service.worker.dispatch import Dispatcher
 
-router = APIRouter(prefix="/v1/evaluations", tags=["evaluations"])
+router = APIRouter(prefix="/v1/evaluations", tags=["evaluations"], route_class=UnitOfWorkRoute)
 log = logging.getLogger("tunegate.api")
 
 Offset = Annotated[int, Query(ge=0)]
@@ -40,16 +41,13 @@ def _enqueue(dispatcher: Dispatcher, evaluation_id: int) -> None:
         log.exception("could not enqueue evaluation %s; it stays queued", evaluation_id)
 
 
-def commit_and_enqueue(
-    session: Session, request: Request, background: BackgroundTasks, ids: Sequence[int]
-) -> None:
-    """Commit the request's unit of work now, then enqueue ``ids`` after the response.
+def enqueue_after_commit(request: Request, background: BackgroundTasks, ids: Sequence[int]) -> None:
+    """Hand ``ids`` to the dispatcher after the response is sent.
 
-    The commit is explicit because the session dependency closes only after the
-    response is sent (and after background tasks run): a worker must never be
-    handed an id whose row it cannot see yet, and a 201 must mean "stored".
+    The route class commits the request's unit of work when the route returns,
+    before the response: a worker is never handed an id whose row it cannot see
+    yet, and a 201 means "stored".
     """
-    session.commit()
     dispatcher: Dispatcher = request.app.state.dispatcher
     for evaluation_id in ids:
         background.add_task(_enqueue, dispatcher, evaluation_id)
@@ -77,7 +75,7 @@ def create_evaluation(
     evaluation, queued = evaluation_commands.create_evaluation(
         session, settings, candidate, body.dataset
     )
-    commit_and_enqueue(session, request, background, queued)
+    enqueue_after_commit(request, background, queued)
     return _detail(session, evaluation.id)
 
 
@@ -141,7 +139,7 @@ def retry_evaluation(
     _: SubmitToken,
 ) -> EvaluationDetail:
     evaluation_commands.retry_evaluation(session, evaluation_id)
-    commit_and_enqueue(session, request, background, [evaluation_id])
+    enqueue_after_commit(request, background, [evaluation_id])
     return _detail(session, evaluation_id)
 
 
@@ -158,7 +156,7 @@ def rescore_evaluation(
     body: EvaluationRescore | None = None,
 ) -> EvaluationDetail:
     rescoring.rescore_evaluation(session, evaluation_id, body.evaluators if body else None)
-    commit_and_enqueue(session, request, background, [evaluation_id])
+    enqueue_after_commit(request, background, [evaluation_id])
     return _detail(session, evaluation_id)
 
 

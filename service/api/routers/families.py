@@ -14,6 +14,7 @@ from fastapi import APIRouter, Depends, Query, Request, Response
 
 from service import families, timeline
 from service.api.deps import AdminToken, ReadToken, SessionDep, SettingsDep, SubmitToken
+from service.api.routing import UnitOfWorkRoute
 from service.api.schemas.decisions import TimelineEntryOut, TimelinePage
 from service.api.schemas.families import (
     AliasOut,
@@ -24,7 +25,7 @@ from service.api.schemas.families import (
 )
 from service.errors import InvalidPolicy
 
-router = APIRouter(prefix="/v1/families", tags=["families"])
+router = APIRouter(prefix="/v1/families", tags=["families"], route_class=UnitOfWorkRoute)
 
 
 async def policy_source(request: Request) -> dict[str, Any] | str:

@@ -7,10 +7,11 @@ from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from sqlalchemy import text
 
 from service.api.metrics import Metrics
+from service.api.routing import UnitOfWorkRoute
 from service.api.schemas.common import StatusOut
 from service.errors import TunegateError
 
-router = APIRouter(tags=["health"])
+router = APIRouter(tags=["health"], route_class=UnitOfWorkRoute)
 
 
 class NotReady(TunegateError):

@@ -8,12 +8,13 @@ from fastapi import APIRouter, Query, status
 
 from service import aliases
 from service.api.deps import PromoteToken, ReadToken, SessionDep
+from service.api.routing import UnitOfWorkRoute
 from service.api.schemas.decisions import PromoteIn
 from service.api.schemas.promotions import PromotionOut, PromotionPage
 from service.families import get_family
 from service.promotion import promote
 
-router = APIRouter(tags=["promotions"])
+router = APIRouter(tags=["promotions"], route_class=UnitOfWorkRoute)
 
 
 @router.post(

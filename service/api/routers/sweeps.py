@@ -5,10 +5,11 @@ from __future__ import annotations
 from fastapi import APIRouter
 
 from service.api.deps import ReadToken, SessionDep
+from service.api.routing import UnitOfWorkRoute
 from service.api.schemas.sweeps import SweepOut, SweepSummaryOut
 from service.sweep_view import list_sweeps, sweep_view
 
-router = APIRouter(prefix="/v1/sweeps", tags=["sweeps"])
+router = APIRouter(prefix="/v1/sweeps", tags=["sweeps"], route_class=UnitOfWorkRoute)
 
 
 @router.get("/{family}", summary="A family's sweeps")

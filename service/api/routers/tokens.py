@@ -6,9 +6,10 @@ from fastapi import APIRouter
 
 from service import tokens
 from service.api.deps import AdminToken, SessionDep
+from service.api.routing import UnitOfWorkRoute
 from service.api.schemas.tokens import IssuedTokenOut, TokenCreate, TokenOut
 
-router = APIRouter(prefix="/v1/tokens", tags=["tokens"])
+router = APIRouter(prefix="/v1/tokens", tags=["tokens"], route_class=UnitOfWorkRoute)
 
 
 @router.post("", status_code=201, summary="Issue a token; its secret is shown only here")
