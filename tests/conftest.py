@@ -2,7 +2,7 @@
 
 Every test that asks for ``db_url`` runs twice: on a fresh SQLite file and on this
 machine's PostgreSQL (a database per test module, emptied between tests). When
-PostgreSQL is unreachable the Postgres half is skipped with the reason.
+PostgreSQL is unreachable the Postgres half is skipped with the reason (fails under CI=true).
 """
 
 from __future__ import annotations
@@ -11,6 +11,7 @@ import os
 import uuid
 from collections.abc import Callable, Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -26,31 +27,16 @@ from service.api.app import create_app
 from service.db.base import Base
 from service.db.migrate import upgrade_to_head
 from service.settings import Settings
+from tests.services import POSTGRES_ADMIN_URL, postgres_unavailable, require
+from tests.tiny_setup import dataset_jsonl
 
-POSTGRES_ADMIN_URL = os.environ.get(
-    "TUNEGATE_TEST_POSTGRES_URL", "postgresql+psycopg://postgres@127.0.0.1:5432/postgres"
-)
-
-
-def _postgres_unavailable() -> str | None:
-    try:
-        engine = create_engine(POSTGRES_ADMIN_URL, connect_args={"connect_timeout": 3})
-        with engine.connect() as conn:
-            conn.execute(text("SELECT 1"))
-        engine.dispose()
-    except Exception as exc:
-        return f"PostgreSQL not reachable at {POSTGRES_ADMIN_URL}: {type(exc).__name__}: {exc}"
-    return None
-
-
-_PG_REASON = _postgres_unavailable()
+_PG_REASON = postgres_unavailable()
 
 
 @pytest.fixture(scope="module")
 def postgres_module_url() -> Iterator[str]:
     """A fresh PostgreSQL database for this test module, migrated to head."""
-    if _PG_REASON:
-        pytest.skip(_PG_REASON)
+    require(_PG_REASON)
     name = f"tunegate_test_{uuid.uuid4().hex[:12]}"
     admin = create_engine(POSTGRES_ADMIN_URL, isolation_level="AUTOCOMMIT")
     with admin.connect() as conn:
@@ -164,3 +150,65 @@ def pirate_adapter(adapters_root: Path) -> Path:
     from tests.adapters import PIRATE, trained_adapter
 
     return trained_adapter("tiny", "pirate", lr=1e-2, steps=5, data=PIRATE)
+
+
+@pytest.fixture(scope="session")
+def fresh_adapter(adapters_root: Path) -> Path:
+    """A tiny Llama LoRA saved before any step: lora_B = 0, so it changes nothing."""
+    from tests.adapters import trained_adapter
+
+    return trained_adapter("tiny", "fresh", lr=1e-2, steps=0)
+
+
+# --- the API driven with the tiny Llama (one family helper, one submit helper) ----------
+
+DATASET = "qa"
+
+
+@pytest.fixture
+def make_family(
+    client: TestClient, auth: dict[str, str], tiny_base: Path
+) -> Callable[..., dict[str, Any]]:
+    """Push the tiny question set as dataset ``qa`` (same content: same version) and create a
+    family on the tiny Llama; ``dataset_kw`` go to :func:`tests.tiny_setup.dataset_jsonl`."""
+
+    def make(
+        name: str = "tiny", *, policy: dict[str, Any] | None = None, **dataset_kw: Any
+    ) -> dict[str, Any]:
+        pushed = client.post(
+            f"/v1/datasets/{DATASET}/versions",
+            content=dataset_jsonl(**dataset_kw),
+            headers={**auth, "Content-Type": "application/x-ndjson"},
+        )
+        assert pushed.status_code in (200, 201), pushed.text
+        body: dict[str, Any] = {"name": name, "base_model": str(tiny_base)}
+        if policy is not None:
+            body["policy"] = policy
+        family = client.post("/v1/families", json=body, headers=auth)
+        assert family.status_code == 201, family.text
+        return {"dataset": pushed.json(), "family": family.json()}
+
+    return make
+
+
+@pytest.fixture
+def submit(client: TestClient, auth: dict[str, str]) -> Callable[..., dict[str, Any]]:
+    """Register a checkpoint and queue its evaluation on ``qa``; returns the response."""
+
+    def post(
+        checkpoint: Path, *, family: str = "tiny", lr: float = 1e-4, **kw: Any
+    ) -> dict[str, Any]:
+        body = {
+            "family": family,
+            "checkpoint": str(checkpoint),
+            "kind": "lora",
+            "learning_rate": lr,
+            "evaluate": True,
+            "dataset": DATASET,
+            **kw,
+        }
+        response = client.post("/v1/candidates", json=body, headers=auth)
+        assert response.status_code == 201, response.text
+        return dict(response.json())
+
+    return post

@@ -18,7 +18,7 @@ from sqlalchemy.engine import make_url
 from service.db import models  # noqa: F401  (registers the tables)
 from service.db.base import Base
 from service.db.migrate import alembic_config, downgrade_to_base, upgrade_to_head
-from tests.conftest import _PG_REASON, POSTGRES_ADMIN_URL
+from tests.services import POSTGRES_ADMIN_URL, postgres_unavailable, require
 
 
 @pytest.fixture(params=["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)])
@@ -27,8 +27,7 @@ def empty_db_url(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str
     if request.param == "sqlite":
         yield f"sqlite:///{tmp_path / 'empty.db'}"
         return
-    if _PG_REASON:
-        pytest.skip(_PG_REASON)
+    require(postgres_unavailable())
     name = f"tunegate_migrations_{uuid.uuid4().hex[:12]}"
     admin = create_engine(POSTGRES_ADMIN_URL, isolation_level="AUTOCOMMIT")
     with admin.connect() as conn:

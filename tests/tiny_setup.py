@@ -3,7 +3,10 @@
 from __future__ import annotations
 
 import json
+from pathlib import Path
 from typing import Any
+
+from service.settings import Settings
 
 QUESTIONS = [
     ("What is the capital of France?", "Paris.", "in"),
@@ -47,3 +50,18 @@ def dataset_jsonl(max_new_tokens: int = 6, n_repeat: int = 1) -> str:
     )
     lines.append({"heldout": "The quick brown fox jumps over the lazy dog. " * 4})
     return "\n".join(json.dumps(line) for line in lines) + "\n"
+
+
+def model_settings(
+    tmp_path: Path, db_url: str, *, checkpoint_roots: list[Path], model_roots: list[Path], **kw: Any
+) -> Settings:
+    """Settings for tests that run real models: the given roots, no queue (tests run the
+    worker themselves), ``kw`` for chunk and batch sizes."""
+    return Settings(
+        data_dir=tmp_path / "data",
+        database_url=db_url,
+        checkpoint_roots=checkpoint_roots,
+        model_roots=model_roots,
+        queue="none",
+        **kw,
+    )

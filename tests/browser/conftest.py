@@ -30,7 +30,7 @@ from service.api.app import create_app
 from service.settings import Settings
 from service.worker.inprocess import InProcessWorker
 from tests.adapters import PIRATE, trained_adapter
-from tests.gate_api.conftest import COMPARATIVE_RULES, NO_MORE_REPETITION
+from tests.decisions.conftest import COMPARATIVE_RULES, NO_MORE_REPETITION
 from tests.tiny_setup import dataset_jsonl
 
 CHROMIUM = Path("/usr/bin/chromium")

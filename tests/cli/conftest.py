@@ -153,3 +153,13 @@ def looping_adapter(live_server: LiveServer) -> Path:
     if not target.exists():
         shutil.copytree(trained, target)
     return target
+
+
+@pytest.fixture(scope="module")
+def fresh_adapter_copy(live_server: LiveServer, fresh_adapter: Path) -> Path:
+    """A LoRA saved before any training step (B = 0): it changes nothing, so its
+    evaluation fails with AdapterNotApplied."""
+    target = live_server.checkpoints / "fresh"
+    if not target.exists():
+        shutil.copytree(fresh_adapter, target)
+    return target

@@ -185,3 +185,46 @@ def test_eval_rescore_scores_the_stored_outputs_again(
     refused = run_cli("eval", "rescore", str(evaluation_id), "-e", "nope", env=live_server.env())
     assert refused.returncode == 2
     assert "UnknownEvaluator" in refused.stderr or "unknown evaluator" in refused.stderr
+
+
+def test_promote_without_a_passing_decision_exits_1(
+    live_server: LiveServer, looping_adapter: Path
+) -> None:
+    code, out, err = _submit(live_server, looping_adapter, "--json")  # the regression again
+    assert code == 1, out + err
+    candidate = json.loads(out)["candidate"]
+    result = run_cli("promote", "tiny", str(candidate["id"]), env=live_server.env())
+    assert result.returncode == 1, result.stdout + result.stderr
+    assert "promotion refused" in result.stderr
+    assert "Traceback" not in result.stderr
+
+
+def test_failed_evaluation_exits_2(live_server: LiveServer, fresh_adapter_copy: Path) -> None:
+    code, out, err = _submit(live_server, fresh_adapter_copy, "--json")
+    assert code == 2, out + err
+    data = json.loads(out)
+    assert data["exit_code"] == 2
+    assert data["decision"] is None
+    assert data["evaluation"]["status"] == "failed"
+    assert data["evaluation"]["error"].startswith("AdapterNotApplied")
+    assert "failed: AdapterNotApplied" in data["error"]
+
+
+def test_timed_out_wait_exits_2(live_server: LiveServer, fresh_adapter_copy: Path) -> None:
+    result = run_cli(
+        "submit",
+        str(fresh_adapter_copy),
+        "--family",
+        "tiny",
+        "--lr",
+        "2e-4",
+        "--dataset",
+        "ds",
+        "--wait",
+        "--timeout",
+        "0",
+        env=live_server.env(),
+    )
+    assert result.returncode == 2, result.stdout + result.stderr
+    assert "timed out after 0s" in result.stderr
+    assert "Traceback" not in result.stderr

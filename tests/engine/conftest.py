@@ -1,4 +1,5 @@
-"""Fixtures for the engine tests: the tiny Llama, a context-sensitive twin, real adapters.
+"""Fixtures for the engine and job tests: the tiny Llama, a context-sensitive twin, real
+adapters, and settings with small chunks.
 
 The tiny Llama ties its embeddings, so greedy decoding from random weights just
 repeats the last prompt token, which would make batched-vs-single comparisons
@@ -13,31 +14,27 @@ from pathlib import Path
 
 import pytest
 
+from service.settings import Settings
 from tests import models
 from tests.adapters import PIRATE, trained_adapter
-from tests.models import tiny_llama_dir
+from tests.tiny_setup import model_settings
 
 
 @pytest.fixture(scope="session")
-def tiny_dir() -> Path:
-    return tiny_llama_dir()
-
-
-@pytest.fixture(scope="session")
-def context_model_dir(tiny_dir: Path) -> Path:
+def context_model_dir(tiny_base: Path) -> Path:
     target = models.cache_root() / "models" / "tiny-llama-untied"
     if (target / "model.safetensors").is_file():
         return target
     import torch
     from transformers import AutoTokenizer, LlamaConfig, LlamaForCausalLM
 
-    config = LlamaConfig.from_pretrained(tiny_dir)
+    config = LlamaConfig.from_pretrained(tiny_base)
     config.tie_word_embeddings = False
     config.initializer_range = 0.2
     torch.manual_seed(1)
     tmp = target.with_name(".tiny-llama-untied-tmp")
     LlamaForCausalLM(config).save_pretrained(tmp)
-    AutoTokenizer.from_pretrained(tiny_dir).save_pretrained(tmp)
+    AutoTokenizer.from_pretrained(tiny_base).save_pretrained(tmp)
     tmp.rename(target)
     return target
 
@@ -54,13 +51,22 @@ def adapter_b() -> Path:
     return trained_adapter("tiny", "pirate", lr=2e-2, steps=5, data=PIRATE, seed=1)
 
 
-@pytest.fixture(scope="session")
-def fresh_adapter() -> Path:
-    """A tiny Llama LoRA saved before any step: lora_B = 0, so it changes nothing."""
-    return trained_adapter("tiny", "fresh", lr=1e-2, steps=0)
-
-
 @pytest.fixture
 def cache_root() -> list[Path]:
     """The allowed root that holds the cached test models and adapters."""
     return [models.cache_root()]
+
+
+@pytest.fixture
+def settings(  # overrides the root fixture: models and adapters under real roots
+    tmp_path: Path, db_url: str, tiny_base: Path, adapters_root: Path
+) -> Settings:
+    """Small chunks (3) and batches (4), so a job's resumable steps show in a short run."""
+    return model_settings(
+        tmp_path,
+        db_url,
+        checkpoint_roots=[adapters_root],
+        model_roots=[tiny_base.parent],
+        chunk_size=3,
+        batch_size=4,
+    )

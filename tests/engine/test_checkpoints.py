@@ -37,9 +37,9 @@ def adapter(root: Path, adapter_a: Path) -> Path:
 
 
 @pytest.fixture
-def full(root: Path, tiny_dir: Path) -> Path:
+def full(root: Path, tiny_base: Path) -> Path:
     """A copy of the tiny Llama as a full fine-tune inside the allowed root."""
-    return Path(shutil.copytree(tiny_dir, root / "full"))
+    return Path(shutil.copytree(tiny_base, root / "full"))
 
 
 def rejected(path: Path, roots: list[Path], match: str, **kw: object) -> None:
@@ -69,11 +69,11 @@ def test_accepts_full_checkpoint_and_refuses_kind_mismatch(full: Path, root: Pat
     rejected(full, [root], "expected a lora checkpoint", kind="lora")
 
 
-def test_sharded_checkpoint_and_missing_shard(root: Path, tiny_dir: Path) -> None:
+def test_sharded_checkpoint_and_missing_shard(root: Path, tiny_base: Path) -> None:
     from transformers import AutoModelForCausalLM
 
     folder = root / "sharded"
-    model = AutoModelForCausalLM.from_pretrained(tiny_dir)
+    model = AutoModelForCausalLM.from_pretrained(tiny_base)
     model.save_pretrained(folder, max_shard_size="4MB")
     shards = sorted(folder.glob("model-*.safetensors"))
     assert len(shards) > 1
@@ -209,9 +209,9 @@ def test_header_reader_matches_real_file(tmp_path: Path) -> None:
     assert header["w"].dtype == "F32"
 
 
-def test_adapter_fits_its_own_base(adapter: Path, root: Path, tiny_dir: Path) -> None:
+def test_adapter_fits_its_own_base(adapter: Path, root: Path, tiny_base: Path) -> None:
     info = inspect_checkpoint(adapter, [root])
-    check_adapter_matches_base(info, tensor_shapes(tiny_dir))
+    check_adapter_matches_base(info, tensor_shapes(tiny_base))
 
 
 def test_refuses_adapter_trained_on_another_base(adapter: Path, root: Path) -> None:
@@ -220,17 +220,17 @@ def test_refuses_adapter_trained_on_another_base(adapter: Path, root: Path) -> N
         check_adapter_matches_base(info, tensor_shapes(smollm2_dir()))
 
 
-def test_refuses_adapter_for_missing_module(adapter: Path, root: Path, tiny_dir: Path) -> None:
+def test_refuses_adapter_for_missing_module(adapter: Path, root: Path, tiny_base: Path) -> None:
     info = inspect_checkpoint(adapter, [root])
-    shapes = {k: v for k, v in tensor_shapes(tiny_dir).items() if "layers.1." not in k}
+    shapes = {k: v for k, v in tensor_shapes(tiny_base).items() if "layers.1." not in k}
     with pytest.raises(CheckpointRejected, match="does not have"):
         check_adapter_matches_base(info, shapes)
 
 
 def test_base_name_check_is_strict_for_hub_ids_and_lenient_for_paths(
-    adapter: Path, root: Path, tiny_dir: Path
+    adapter: Path, root: Path, tiny_base: Path
 ) -> None:
-    shapes = tensor_shapes(tiny_dir)
+    shapes = tensor_shapes(tiny_base)
     names = ["HuggingFaceTB/SmolLM2-135M-Instruct"]
     config_path = adapter / "adapter_config.json"
     config = json.loads(config_path.read_text())

@@ -24,9 +24,9 @@ def log_lines(path: Path) -> list[dict[str, float]]:
     return [json.loads(line) for line in path.read_text().splitlines()]
 
 
-def test_trains_and_logs_every_step(tiny_dir: Path, tmp_path: Path) -> None:
+def test_trains_and_logs_every_step(tiny_base: Path, tmp_path: Path) -> None:
     result = train_lora(
-        tiny_dir, CAPITALS, tmp_path / "a", learning_rate=1e-2, steps=6, warmup_steps=2
+        tiny_base, CAPITALS, tmp_path / "a", learning_rate=1e-2, steps=6, warmup_steps=2
     )
     assert (result.adapter_dir / "adapter_config.json").is_file()
     assert result.log_path == tmp_path / "a" / "training_log.jsonl"
@@ -47,9 +47,9 @@ def test_trains_and_logs_every_step(tiny_dir: Path, tmp_path: Path) -> None:
     assert set(config["target_modules"]) == {"q_proj", "v_proj"}
 
 
-def test_same_seed_same_weights_other_seed_other_weights(tiny_dir: Path, tmp_path: Path) -> None:
+def test_same_seed_same_weights_other_seed_other_weights(tiny_base: Path, tmp_path: Path) -> None:
     runs = [
-        train_lora(tiny_dir, CAPITALS, tmp_path / name, learning_rate=1e-2, steps=3, seed=seed)
+        train_lora(tiny_base, CAPITALS, tmp_path / name, learning_rate=1e-2, steps=3, seed=seed)
         for name, seed in (("x", 0), ("y", 0), ("z", 1))
     ]
     x, y, z = (weights(r.adapter_dir) for r in runs)
@@ -58,13 +58,13 @@ def test_same_seed_same_weights_other_seed_other_weights(tiny_dir: Path, tmp_pat
     assert not all(torch.equal(x[k], z[k]) for k in x)
 
 
-def test_init_adapter_gives_identical_start(tiny_dir: Path, tmp_path: Path) -> None:
-    fresh = train_lora(tiny_dir, CAPITALS, tmp_path / "fresh", learning_rate=1e-2, steps=0, seed=7)
+def test_init_adapter_gives_identical_start(tiny_base: Path, tmp_path: Path) -> None:
+    fresh = train_lora(tiny_base, CAPITALS, tmp_path / "fresh", learning_rate=1e-2, steps=0, seed=7)
     start = weights(fresh.adapter_dir)
     assert all(torch.count_nonzero(v) == 0 for k, v in start.items() if "lora_B" in k)
     # lr 0 with another seed: the weights are exactly the shared start
     still = train_lora(
-        tiny_dir,
+        tiny_base,
         CAPITALS,
         tmp_path / "s",
         learning_rate=0.0,
@@ -74,7 +74,7 @@ def test_init_adapter_gives_identical_start(tiny_dir: Path, tmp_path: Path) -> N
     )
     assert all(torch.equal(start[k], v) for k, v in weights(still.adapter_dir).items())
     moved = train_lora(
-        tiny_dir,
+        tiny_base,
         CAPITALS,
         tmp_path / "m",
         learning_rate=1e-2,
@@ -85,7 +85,7 @@ def test_init_adapter_gives_identical_start(tiny_dir: Path, tmp_path: Path) -> N
     assert not all(torch.equal(start[k], v) for k, v in weights(moved.adapter_dir).items())
     with pytest.raises(InvalidRequest, match="r=8"):
         train_lora(
-            tiny_dir,
+            tiny_base,
             CAPITALS,
             tmp_path / "bad",
             learning_rate=1e-2,
@@ -95,9 +95,9 @@ def test_init_adapter_gives_identical_start(tiny_dir: Path, tmp_path: Path) -> N
         )
 
 
-def test_divergence_is_logged_not_raised(tiny_dir: Path, tmp_path: Path) -> None:
+def test_divergence_is_logged_not_raised(tiny_base: Path, tmp_path: Path) -> None:
     result = train_lora(
-        tiny_dir,
+        tiny_base,
         CAPITALS,
         tmp_path / "nan",
         learning_rate=1e20,
@@ -113,10 +113,10 @@ def test_divergence_is_logged_not_raised(tiny_dir: Path, tmp_path: Path) -> None
     assert (result.adapter_dir / "adapter_model.safetensors").is_file()
 
 
-def test_pairs_learn_only_the_answer(tiny_dir: Path) -> None:
+def test_pairs_learn_only_the_answer(tiny_base: Path) -> None:
     from service.engine.loading import load_tokenizer
 
-    tokenizer = load_tokenizer(tiny_dir)
+    tokenizer = load_tokenizer(tiny_base)
     ids, labels = encode_example(tokenizer, ("What is the capital of France?", "Paris."))
     assert len(ids) == len(labels)
     learnt = [t for t in labels if t != -100]
@@ -128,6 +128,6 @@ def test_pairs_learn_only_the_answer(tiny_dir: Path) -> None:
     assert text_ids == text_labels
 
 
-def test_refuses_empty_data(tiny_dir: Path, tmp_path: Path) -> None:
+def test_refuses_empty_data(tiny_base: Path, tmp_path: Path) -> None:
     with pytest.raises(InvalidRequest, match="no training data"):
-        train_lora(tiny_dir, [], tmp_path, learning_rate=1e-3, steps=1)
+        train_lora(tiny_base, [], tmp_path, learning_rate=1e-3, steps=1)

@@ -23,91 +23,91 @@ def logits(loaded: LoadedModel) -> torch.Tensor:
 
 
 def test_base_loaded_once_adapters_swapped(
-    tiny_dir: Path, adapter_a: Path, adapter_b: Path, cache_root: list[Path]
+    tiny_base: Path, adapter_a: Path, adapter_b: Path, cache_root: list[Path]
 ) -> None:
     pool = ModelPool(device="cpu", roots=cache_root)
-    with pool.acquire(tiny_dir) as base:
+    with pool.acquire(tiny_base) as base:
         assert base.adapter_name is None
         assert base.dtype == torch.float32
         assert base.device.type == "cpu"
         assert base.tokenizer.padding_side == "left"
         assert base.tokenizer.pad_token is not None
         base_logits = logits(base)
-    with pool.acquire(tiny_dir, adapter_a) as a:
+    with pool.acquire(tiny_base, adapter_a) as a:
         a_name = a.adapter_name
         a_logits = logits(a)
-    with pool.acquire(tiny_dir, adapter_b) as b:
+    with pool.acquire(tiny_base, adapter_b) as b:
         b_logits = logits(b)
     assert pool.base_loads == 1
     assert pool.adapter_loads == 2
     assert not torch.allclose(a_logits, base_logits)
     assert not torch.allclose(a_logits, b_logits)
     # switching back reuses the loaded adapter and gives the same logits
-    with pool.acquire(tiny_dir, adapter_a) as again:
+    with pool.acquire(tiny_base, adapter_a) as again:
         assert again.adapter_name == a_name
         assert torch.equal(logits(again), a_logits)
     assert pool.adapter_loads == 2
     # the base, once adapters are loaded on it, runs with them disabled
-    with pool.acquire(tiny_dir) as base_again:
+    with pool.acquire(tiny_base) as base_again:
         assert base_again.adapter_name is None
         assert torch.equal(logits(base_again), base_logits)
     # ...and the adapter is active again afterwards
-    with pool.acquire(tiny_dir, adapter_b) as b_again:
+    with pool.acquire(tiny_base, adapter_b) as b_again:
         assert torch.equal(logits(b_again), b_logits)
     assert pool.base_loads == 1
 
 
 def test_adapter_name_defaults_to_content_digest(
-    tiny_dir: Path, adapter_a: Path, adapter_b: Path, tmp_path: Path
+    tiny_base: Path, adapter_a: Path, adapter_b: Path, tmp_path: Path
 ) -> None:
     copy = Path(shutil.copytree(adapter_a, tmp_path / "copy"))
     pool = ModelPool(device="cpu")
-    with pool.acquire(tiny_dir, adapter_a) as a:
+    with pool.acquire(tiny_base, adapter_a) as a:
         name = a.adapter_name
-    with pool.acquire(tiny_dir, copy) as c:
+    with pool.acquire(tiny_base, copy) as c:
         assert c.adapter_name == name  # same bytes, same adapter: not loaded twice
     assert pool.adapter_loads == 1
-    with pool.acquire(tiny_dir, adapter_a, adapter_name="mine") as named:
+    with pool.acquire(tiny_base, adapter_a, adapter_name="mine") as named:
         assert named.adapter_name == "mine"
     with pytest.raises(CheckpointRejected, match="already used"):
-        with pool.acquire(tiny_dir, adapter_b, adapter_name="mine"):
+        with pool.acquire(tiny_base, adapter_b, adapter_name="mine"):
             pass
     with pytest.raises(CheckpointRejected, match="without dots"):
-        with pool.acquire(tiny_dir, adapter_a, adapter_name="a.b"):
+        with pool.acquire(tiny_base, adapter_a, adapter_name="a.b"):
             pass
 
 
 def test_lru_evicts_and_full_fine_tune_is_its_own_base(
-    tiny_dir: Path, context_model_dir: Path
+    tiny_base: Path, context_model_dir: Path
 ) -> None:
     pool = ModelPool(max_bases=1, device="cpu")
-    with pool.acquire(tiny_dir):
+    with pool.acquire(tiny_base):
         pass
     with pool.acquire(context_model_dir) as full:
         assert full.base_dir == context_model_dir.resolve()
     assert pool.loaded_bases() == [context_model_dir.resolve()]
-    with pool.acquire(tiny_dir):
+    with pool.acquire(tiny_base):
         pass
     assert pool.base_loads == 3
     two = ModelPool(max_bases=2, device="cpu")
-    for folder in (tiny_dir, context_model_dir, tiny_dir, context_model_dir):
+    for folder in (tiny_base, context_model_dir, tiny_base, context_model_dir):
         with two.acquire(folder):
             pass
     assert two.base_loads == 2
 
 
 def test_refuses_folders_outside_roots_and_pickles(
-    tiny_dir: Path, adapter_a: Path, tmp_path: Path, cache_root: list[Path]
+    tiny_base: Path, adapter_a: Path, tmp_path: Path, cache_root: list[Path]
 ) -> None:
     pool = ModelPool(device="cpu", roots=[tmp_path])
     with pytest.raises(CheckpointRejected, match="outside the allowed roots"):
-        with pool.acquire(tiny_dir):
+        with pool.acquire(tiny_base):
             pass
     pickled = Path(shutil.copytree(adapter_a, tmp_path / "pickled"))
     torch.save({"x": torch.zeros(1)}, pickled / "adapter_model.bin")
     pool = ModelPool(device="cpu", roots=[*cache_root, tmp_path])
     with pytest.raises(CheckpointRejected, match="pickle"):
-        with pool.acquire(tiny_dir, pickled):
+        with pool.acquire(tiny_base, pickled):
             pass
 
 
@@ -131,8 +131,8 @@ def test_refuses_adapter_for_another_base(
     assert pool.adapter_loads == 0
 
 
-def test_library_errors_become_model_load_error(tmp_path: Path, tiny_dir: Path) -> None:
-    unknown = Path(shutil.copytree(tiny_dir, tmp_path / "unknown"))
+def test_library_errors_become_model_load_error(tmp_path: Path, tiny_base: Path) -> None:
+    unknown = Path(shutil.copytree(tiny_base, tmp_path / "unknown"))
     config = json.loads((unknown / "config.json").read_text())
     (unknown / "config.json").write_text(json.dumps({**config, "model_type": "no-such-model"}))
     pool = ModelPool(device="cpu")
@@ -141,7 +141,7 @@ def test_library_errors_become_model_load_error(tmp_path: Path, tiny_dir: Path) 
             pass
     assert info.value.__cause__ is not None
     # valid safetensors whose tensors are not the model's: refused, not randomly initialised
-    wrong = Path(shutil.copytree(tiny_dir, tmp_path / "wrong"))
+    wrong = Path(shutil.copytree(tiny_base, tmp_path / "wrong"))
     save_file({"something.else": torch.zeros(2)}, str(wrong / "model.safetensors"))
     with pytest.raises(ModelLoadError, match="do not fit its config"):
         with pool.acquire(wrong):

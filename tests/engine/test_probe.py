@@ -11,18 +11,18 @@ from service.engine.probe import assert_adapter_changes_model, measure_adapter_d
 from service.errors import AdapterNotApplied
 
 
-def test_trained_adapter_passes(tiny_dir: Path, adapter_a: Path) -> None:
+def test_trained_adapter_passes(tiny_base: Path, adapter_a: Path) -> None:
     pool = ModelPool(device="cpu")
-    with pool.acquire(tiny_dir, adapter_a) as loaded:
+    with pool.acquire(tiny_base, adapter_a) as loaded:
         result = assert_adapter_changes_model(loaded)
     assert result.max_abs_delta > 1e-3
     assert 0 < result.mean_abs_delta <= result.max_abs_delta
     assert result.n_tokens > 10
 
 
-def test_fresh_adapter_is_caught(tiny_dir: Path, fresh_adapter: Path) -> None:
+def test_fresh_adapter_is_caught(tiny_base: Path, fresh_adapter: Path) -> None:
     pool = ModelPool(device="cpu")
-    with pool.acquire(tiny_dir, fresh_adapter) as loaded:
+    with pool.acquire(tiny_base, fresh_adapter) as loaded:
         assert measure_adapter_delta(loaded).max_abs_delta == 0.0
         with pytest.raises(
             AdapterNotApplied, match=r"does not change the model: max \|Δlogit\| = 0"
@@ -30,12 +30,12 @@ def test_fresh_adapter_is_caught(tiny_dir: Path, fresh_adapter: Path) -> None:
             assert_adapter_changes_model(loaded)
 
 
-def test_base_and_disabled_adapter_are_caught(tiny_dir: Path, adapter_a: Path) -> None:
+def test_base_and_disabled_adapter_are_caught(tiny_base: Path, adapter_a: Path) -> None:
     pool = ModelPool(device="cpu")
-    with pool.acquire(tiny_dir) as plain:
+    with pool.acquire(tiny_base) as plain:
         with pytest.raises(AdapterNotApplied, match="no adapter"):
             assert_adapter_changes_model(plain)
-    with pool.acquire(tiny_dir, adapter_a):
+    with pool.acquire(tiny_base, adapter_a):
         pass
-    with pool.acquire(tiny_dir) as base, pytest.raises(AdapterNotApplied):
+    with pool.acquire(tiny_base) as base, pytest.raises(AdapterNotApplied):
         assert_adapter_changes_model(base)  # wrapped, but this is the base: no adapter active

@@ -19,13 +19,6 @@ def minilm() -> object:
     return load_embedding_model()
 
 
-@pytest.fixture(scope="session")
-def tiny_llama() -> Path:
-    from tests.models import tiny_llama_dir
-
-    return tiny_llama_dir()
-
-
 def build_tiny_nli(folder: Path, id2label: dict[int, str]) -> Path:
     """A real, randomly initialised BERT sequence classifier saved as safetensors.
 

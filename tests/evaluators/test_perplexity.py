@@ -24,11 +24,11 @@ needs_lm_eval = pytest.mark.skipif(
 
 
 @pytest.fixture(scope="module")
-def model_and_tokenizer(tiny_llama: Path) -> tuple[Any, Any]:
+def model_and_tokenizer(tiny_base: Path) -> tuple[Any, Any]:
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
-    model = AutoModelForCausalLM.from_pretrained(tiny_llama).eval()
-    return model, AutoTokenizer.from_pretrained(tiny_llama)
+    model = AutoModelForCausalLM.from_pretrained(tiny_base).eval()
+    return model, AutoTokenizer.from_pretrained(tiny_base)
 
 
 def test_words_are_counted_like_lm_eval_wikitext() -> None:
@@ -106,12 +106,12 @@ def test_nothing_to_score_is_an_error(model_and_tokenizer: tuple[Any, Any]) -> N
 @needs_lm_eval
 @pytest.mark.parametrize("max_length", [16, None])
 def test_agrees_with_lm_eval(
-    tiny_llama: Path, model_and_tokenizer: tuple[Any, Any], max_length: int | None
+    tiny_base: Path, model_and_tokenizer: tuple[Any, Any], max_length: int | None
 ) -> None:
     from lm_eval.api.instance import Instance
     from lm_eval.models.huggingface import HFLM
 
-    lm = HFLM(pretrained=str(tiny_llama), device="cpu", batch_size=3, max_length=max_length)
+    lm = HFLM(pretrained=str(tiny_base), device="cpu", batch_size=3, max_length=max_length)
     requests = [
         Instance(request_type="loglikelihood_rolling", doc={}, arguments=(text,), idx=i)
         for i, text in enumerate(TEXTS)

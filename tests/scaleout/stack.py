@@ -28,35 +28,9 @@ from sqlalchemy.engine import make_url
 
 from service.db.models import LeaseEvent
 from tests.models import cache_root, tiny_llama_dir
+from tests.services import POSTGRES_ADMIN_URL, REDIS_URL
 
-REDIS_URL = os.environ.get("TUNEGATE_TEST_REDIS_URL", "redis://127.0.0.1:6379/15")
-POSTGRES_ADMIN_URL = os.environ.get(
-    "TUNEGATE_TEST_POSTGRES_URL", "postgresql+psycopg://postgres@127.0.0.1:5432/postgres"
-)
 TUNEGATE = Path(sys.executable).with_name("tunegate")
-
-
-def redis_unavailable() -> str | None:
-    import redis
-
-    try:
-        client = redis.Redis.from_url(REDIS_URL, socket_connect_timeout=3)
-        client.ping()
-        client.close()
-    except Exception as exc:
-        return f"Redis not reachable at {REDIS_URL}: {type(exc).__name__}: {exc}"
-    return None
-
-
-def postgres_unavailable() -> str | None:
-    try:
-        engine = create_engine(POSTGRES_ADMIN_URL, connect_args={"connect_timeout": 3})
-        with engine.connect() as conn:
-            conn.execute(text("SELECT 1"))
-        engine.dispose()
-    except Exception as exc:
-        return f"PostgreSQL not reachable at {POSTGRES_ADMIN_URL}: {type(exc).__name__}: {exc}"
-    return None
 
 
 @contextmanager

@@ -16,20 +16,8 @@ from service.db.migrate import upgrade_to_head
 from service.settings import Settings
 from service.worker.celery_app import TASK_NAME, QueueOptions, make_celery
 from service.worker.celery_dispatch import CeleryDispatcher
-from tests.scaleout.stack import REDIS_URL, Stack, purge_queue, redis_unavailable
-
-AMQP_URL = "amqp://guest:guest@127.0.0.1:5672//"
-
-
-def rabbitmq_unavailable() -> str | None:
-    from kombu import Connection
-
-    try:
-        with Connection(AMQP_URL, connect_timeout=3) as conn:
-            conn.ensure_connection(max_retries=1)
-    except Exception as exc:
-        return f"RabbitMQ not reachable at {AMQP_URL}: {type(exc).__name__}: {exc}"
-    return None
+from tests.scaleout.stack import Stack, purge_queue
+from tests.services import AMQP_URL, REDIS_URL, rabbitmq_unavailable, redis_unavailable, require
 
 
 def test_one_evaluation_at_a_time_late_acks_and_long_visibility() -> None:
@@ -58,9 +46,7 @@ def test_amqp_broker_has_no_redis_options_and_no_heartbeat() -> None:
 
 @pytest.fixture
 def redis_queue() -> Iterator[str]:
-    reason = redis_unavailable()
-    if reason:
-        pytest.skip(reason)
+    require(redis_unavailable())
     queue = f"tunegate-test-{uuid.uuid4().hex[:8]}"
     yield queue
     purge_queue(queue)
@@ -101,9 +87,7 @@ def test_unreachable_broker_is_logged_not_raised(
 def test_worker_consumes_and_acks_from_rabbitmq(tmp_path: Path) -> None:
     """``amqp://`` works as well: the worker takes the message, the claim finds no such
     evaluation (a harmless duplicate), and the message is acknowledged."""
-    reason = rabbitmq_unavailable()
-    if reason:
-        pytest.skip(reason)
+    require(rabbitmq_unavailable())
     from kombu import Connection
 
     url = f"sqlite:///{tmp_path / 'tunegate.db'}"

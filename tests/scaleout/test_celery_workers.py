@@ -28,22 +28,23 @@ from service.worker.celery_app import TASK_NAME, QueueOptions, make_celery
 from tests.adapters import trained_adapter
 from tests.models import tiny_llama_dir
 from tests.scaleout.stack import (
-    REDIS_URL,
     Stack,
     fresh_postgres_database,
     lease_events,
-    postgres_unavailable,
     purge_queue,
-    redis_unavailable,
     results_by_key,
     wait_finished,
 )
+from tests.services import REDIS_URL, postgres_unavailable, redis_unavailable, require
 
-_REASON = redis_unavailable() or postgres_unavailable()
-pytestmark = [
-    pytest.mark.postgres,
-    pytest.mark.skipif(_REASON is not None, reason=_REASON or ""),
-]
+pytestmark = pytest.mark.postgres
+
+
+@pytest.fixture(autouse=True, scope="module")
+def _services() -> None:
+    """Redis and PostgreSQL answer; otherwise skip, or fail under CI=true."""
+    require(redis_unavailable(), postgres_unavailable())
+
 
 FINISH_TIMEOUT = 150
 

@@ -16,10 +16,10 @@ from tests.models import smollm2_dir
 def test_adapter_for_another_base_fails_its_evaluation_with_the_reason(
     client: TestClient,
     auth: dict[str, str],
-    setup_family: Callable[..., dict[str, Any]],
+    make_family: Callable[..., dict[str, Any]],
     capitals_adapter: Path,  # trained on the tiny Llama (hidden size 64)
 ) -> None:
-    setup_family()  # the dataset (and a tiny family we do not use)
+    make_family()  # the dataset (and a tiny family we do not use)
     created = client.post(
         "/v1/families", json={"name": "smol", "base_model": str(smollm2_dir())}, headers=auth
     )

@@ -9,7 +9,7 @@ from typing import Any
 from fastapi.testclient import TestClient
 
 from service.traininglog import diagnose, parse_training_log
-from tests.gate_api.conftest import COMPARATIVE_RULES
+from tests.decisions.conftest import COMPARATIVE_RULES
 
 FAMILY, SWEEP = "sweepy", "2026-w47"
 LABELS = {"underfit", "good", "forgetting", "collapse"}

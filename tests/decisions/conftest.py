@@ -1,7 +1,7 @@
-"""Fixtures for the gate API tests: a tiny-Llama family, a small dataset, real adapters.
+"""Fixtures for the decision, promotion and sweep tests, driven through the API with the
+tiny Llama and real adapters (``make_family`` and ``submit`` come from the root conftest).
 
-The dataset, family and adapter helpers follow ``tests/jobs/conftest.py``; the base
-model's own folder is also a checkpoint root, so the base can be submitted as a
+The base model's own folder is also a checkpoint root, so the base can be submitted as a
 ``full`` candidate (the noise control). One set of evaluators is shared by every
 worker of the session: their models are loaded once, not once per test.
 """
@@ -19,9 +19,7 @@ from service.engine.scoring import EvaluatorSet
 from service.settings import Settings
 from service.worker.inprocess import InProcessWorker
 from tests.adapters import trained_adapter
-from tests.tiny_setup import dataset_jsonl
-
-DATASET = "qa"
+from tests.tiny_setup import model_settings
 
 COMPARATIVE_RULES: list[dict[str, Any]] = [
     {"kind": "no_regression", "metric": "relevance", "domain": "in", "tolerance": 0.03},
@@ -60,12 +58,11 @@ def sweep_adapters(adapters_root: Path, pirate_adapter: Path) -> dict[float, Pat
 @pytest.fixture
 def settings(tmp_path: Path, db_url: str, tiny_base: Path, adapters_root: Path) -> Settings:
     """Adapters and the base model's own folder are checkpoint roots (base as a full model)."""
-    return Settings(
-        data_dir=tmp_path / "data",
-        database_url=db_url,
+    return model_settings(
+        tmp_path,
+        db_url,
         checkpoint_roots=[adapters_root, tiny_base.parent],
         model_roots=[tiny_base.parent],
-        queue="none",
         chunk_size=16,
         batch_size=16,
     )
@@ -81,52 +78,6 @@ def run_worker(client: TestClient) -> Callable[[], int]:
     worker = InProcessWorker(app.state.settings, app.state.sessionmaker)  # type: ignore[attr-defined]
     worker.context.evaluator_sets = _EVALUATORS
     return worker.run_pending
-
-
-@pytest.fixture
-def make_family(
-    client: TestClient, auth: dict[str, str], tiny_base: Path
-) -> Callable[..., dict[str, Any]]:
-    """Push the dataset (same content: same version) and create a family on the tiny Llama."""
-
-    def make(name: str = "tiny", policy: dict[str, Any] | None = None) -> dict[str, Any]:
-        pushed = client.post(
-            f"/v1/datasets/{DATASET}/versions",
-            content=dataset_jsonl(),
-            headers={**auth, "Content-Type": "application/x-ndjson"},
-        )
-        assert pushed.status_code in (200, 201), pushed.text
-        body: dict[str, Any] = {"name": name, "base_model": str(tiny_base)}
-        if policy is not None:
-            body["policy"] = policy
-        family = client.post("/v1/families", json=body, headers=auth)
-        assert family.status_code == 201, family.text
-        return {"dataset": pushed.json(), "family": family.json()}
-
-    return make
-
-
-@pytest.fixture
-def submit(client: TestClient, auth: dict[str, str]) -> Callable[..., dict[str, Any]]:
-    """Register a checkpoint and queue its evaluation on the dataset; returns the response."""
-
-    def post(
-        checkpoint: Path, *, family: str = "tiny", lr: float = 1e-4, **kw: Any
-    ) -> dict[str, Any]:
-        body = {
-            "family": family,
-            "checkpoint": str(checkpoint),
-            "kind": "lora",
-            "learning_rate": lr,
-            "evaluate": True,
-            "dataset": DATASET,
-            **kw,
-        }
-        response = client.post("/v1/candidates", json=body, headers=auth)
-        assert response.status_code == 201, response.text
-        return dict(response.json())
-
-    return post
 
 
 @pytest.fixture

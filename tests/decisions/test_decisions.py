@@ -13,7 +13,7 @@ from sqlalchemy import delete
 
 from service.db.models import GateDecision
 from service.db.session import unit_of_work
-from tests.gate_api.conftest import COMPARATIVE_POLICY, COMPARATIVE_RULES, NO_MORE_REPETITION
+from tests.decisions.conftest import COMPARATIVE_POLICY, COMPARATIVE_RULES, NO_MORE_REPETITION
 
 COMPARATIVE_KINDS = {"no_regression", "out_of_domain_delta", "perplexity_ratio", "min_improvement"}
 FAILING = ("fail", "inconclusive_fail")

@@ -11,16 +11,17 @@ from fastapi.testclient import TestClient
 
 from service.engine.job import run_evaluation
 from service.worker.inprocess import InProcessWorker
+from tests.forward_count import counting_forward_passes
 
 
 def test_failed_evaluation_is_retried_from_its_stored_rows(
     client: TestClient,
     auth: dict[str, str],
-    setup_family: Callable[..., dict[str, Any]],
+    make_family: Callable[..., dict[str, Any]],
     submit: Callable[..., dict[str, Any]],
     capitals_adapter: Path,
 ) -> None:
-    setup_family()
+    make_family()
     submitted = submit(capitals_adapter, lr=1e-2)
     evaluation_id = submitted["evaluation_id"]
     worker = InProcessWorker(client.app.state.settings, client.app.state.sessionmaker)  # type: ignore[attr-defined]
@@ -52,9 +53,11 @@ def test_failed_evaluation_is_retried_from_its_stored_rows(
 
     ctx.after_chunk = None
     passes = ctx.forward_passes
-    assert run_evaluation(evaluation_id, ctx) == "succeeded"
+    with counting_forward_passes() as count:
+        assert run_evaluation(evaluation_id, ctx) == "succeeded"
     total = failed["progress"]["total"]
     assert ctx.forward_passes - passes == (total - done_before) + 1  # the rest + perplexity
+    assert count.examples_generated == total - done_before  # seen by the model itself
     rows = client.get(f"/v1/evaluations/{evaluation_id}/results?limit=500", headers=auth).json()[
         "items"
     ]

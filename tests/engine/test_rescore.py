@@ -54,12 +54,12 @@ def forward_calls(client: TestClient, tiny_base: Path) -> Iterator[Callable[...,
 def test_rescore_and_reuse_under_other_evaluators_run_no_forward_pass(
     client: TestClient,
     auth: dict[str, str],
-    setup_family: Callable[..., dict[str, Any]],
+    make_family: Callable[..., dict[str, Any]],
     submit: Callable[..., dict[str, Any]],
     capitals_adapter: Path,
     forward_calls: Callable[..., list[int]],
 ) -> None:
-    setup_family()
+    make_family()
     first = submit(capitals_adapter, lr=1e-2, name="first")
     app = client.app
     worker = InProcessWorker(app.state.settings, app.state.sessionmaker)  # type: ignore[attr-defined]
@@ -132,11 +132,11 @@ def test_rescore_and_reuse_under_other_evaluators_run_no_forward_pass(
 def test_rescore_refuses_unknown_evaluators_and_unfinished_evaluations(
     client: TestClient,
     auth: dict[str, str],
-    setup_family: Callable[..., dict[str, Any]],
+    make_family: Callable[..., dict[str, Any]],
     submit: Callable[..., dict[str, Any]],
     capitals_adapter: Path,
 ) -> None:
-    setup_family()
+    make_family()
     ev_id = submit(capitals_adapter, lr=1e-2)["evaluation_id"]
     busy = client.post(f"/v1/evaluations/{ev_id}/rescore", headers=auth)
     assert busy.status_code == 409

@@ -9,6 +9,7 @@ from typing import Any
 from fastapi.testclient import TestClient
 
 from service.worker.inprocess import InProcessWorker
+from tests.forward_count import counting_forward_passes
 
 
 def _worker(client: TestClient) -> InProcessWorker:
@@ -19,11 +20,11 @@ def _worker(client: TestClient) -> InProcessWorker:
 def test_candidate_is_evaluated_with_provenance_aggregates_and_decision(
     client: TestClient,
     auth: dict[str, str],
-    setup_family: Callable[..., dict[str, Any]],
+    make_family: Callable[..., dict[str, Any]],
     submit: Callable[..., dict[str, Any]],
     capitals_adapter: Path,
 ) -> None:
-    setup = setup_family()
+    setup = make_family()
     submitted = submit(capitals_adapter, lr=1e-2)
     worker = _worker(client)
     assert worker.run_pending() == 2  # the baseline and the candidate
@@ -74,21 +75,28 @@ def test_candidate_is_evaluated_with_provenance_aggregates_and_decision(
 def test_same_weights_reuse_rows_and_other_weights_do_not(
     client: TestClient,
     auth: dict[str, str],
-    setup_family: Callable[..., dict[str, Any]],
+    make_family: Callable[..., dict[str, Any]],
     submit: Callable[..., dict[str, Any]],
     capitals_adapter: Path,
     pirate_adapter: Path,
 ) -> None:
-    setup_family()
+    make_family()
     first = submit(capitals_adapter, lr=1e-2, name="first")
     worker = _worker(client)
-    worker.run_pending()
+    with counting_forward_passes() as first_run:
+        worker.run_pending()
     passes_after_first = worker.context.forward_passes
     assert passes_after_first > 0
+    n = client.get(f"/v1/evaluations/{first['evaluation_id']}", headers=auth).json()["progress"][
+        "total"
+    ]
+    assert first_run.examples_generated == 2 * n  # the baseline and the candidate
 
     again = submit(capitals_adapter, lr=1e-2, name="again")
-    worker.run_pending()
+    with counting_forward_passes() as cached_run:
+        worker.run_pending()
     assert worker.context.forward_passes == passes_after_first  # zero forward passes
+    assert cached_run.passes == 0  # the model itself ran not once
     ev = client.get(f"/v1/evaluations/{again['evaluation_id']}", headers=auth).json()
     assert ev["status"] == "succeeded"
     assert ev["provenance"]["reused_from"] == first["evaluation_id"]
@@ -101,8 +109,10 @@ def test_same_weights_reuse_rows_and_other_weights_do_not(
     ]
 
     other = submit(pirate_adapter, lr=1e-2, name="other")
-    worker.run_pending()
+    with counting_forward_passes() as other_run:
+        worker.run_pending()
     assert worker.context.forward_passes > passes_after_first
+    assert other_run.examples_generated == n
     ev = client.get(f"/v1/evaluations/{other['evaluation_id']}", headers=auth).json()
     assert ev["status"] == "succeeded"
     assert "reused_from" not in ev["provenance"]

@@ -9,7 +9,7 @@ from typing import Any
 
 from fastapi.testclient import TestClient
 
-from tests.gate_api.conftest import COMPARATIVE_RULES, NO_MORE_REPETITION
+from tests.decisions.conftest import COMPARATIVE_RULES, NO_MORE_REPETITION
 
 FAMILY = "bot"
 SILENCE = {"kind": "threshold", "metric": "empty_output", "max": 0.05}

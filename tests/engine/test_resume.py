@@ -1,4 +1,7 @@
-"""A worker killed mid-evaluation: the next one resumes; rows equal an uninterrupted run."""
+"""A worker killed mid-evaluation: the next one resumes, not restarts — the rows written
+before the kill stay as they were (same ``created_at``), the model generates only the
+examples left (counted by a forward hook on the model), and the rows equal an
+uninterrupted run."""
 
 from __future__ import annotations
 
@@ -9,6 +12,7 @@ import sys
 import time
 from collections import Counter
 from collections.abc import Callable
+from datetime import datetime
 from pathlib import Path
 from typing import Any
 
@@ -21,6 +25,7 @@ from service.db.session import make_engine, make_sessionmaker
 from service.engine.job import run_evaluation
 from service.settings import Settings
 from service.worker.inprocess import InProcessWorker
+from tests.forward_count import counting_forward_passes
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -40,6 +45,18 @@ def _rows(settings: Settings, evaluation_id: int) -> tuple[list[tuple[Any, ...]]
         )
     engine.dispose()
     return rows, keys
+
+
+def _written(settings: Settings, evaluation_id: int) -> dict[str, tuple[datetime, str]]:
+    """example key → (created_at, output) of the rows stored so far."""
+    engine = make_engine(settings.sqlalchemy_url)
+    with make_sessionmaker(engine)() as session:
+        rows = session.scalars(
+            select(ExampleResult).where(ExampleResult.evaluation_id == evaluation_id)
+        ).all()
+        written = {r.example_key: (r.created_at, r.output) for r in rows}
+    engine.dispose()
+    return written
 
 
 def _env(settings: Settings) -> dict[str, str]:
@@ -64,12 +81,12 @@ def test_killed_worker_resumes_without_losing_or_duplicating_rows(
     client: TestClient,
     auth: dict[str, str],
     settings: Settings,
-    setup_family: Callable[..., dict[str, Any]],
+    make_family: Callable[..., dict[str, Any]],
     submit: Callable[..., dict[str, Any]],
     capitals_adapter: Path,
     tmp_path: Path,
 ) -> None:
-    setup_family(n_repeat=2)
+    make_family(n_repeat=2)
     submitted = submit(capitals_adapter, lr=1e-2)
     evaluation_id = submitted["evaluation_id"]
     total = client.get(f"/v1/evaluations/{evaluation_id}", headers=auth).json()["progress"]
@@ -78,7 +95,7 @@ def test_killed_worker_resumes_without_losing_or_duplicating_rows(
     assert run_evaluation(submitted["baseline_evaluation_id"], worker_context) == "succeeded"
 
     proc = subprocess.Popen(
-        [sys.executable, "-m", "tests.jobs.worker_process"],
+        [sys.executable, "-m", "tests.engine.worker_process"],
         cwd=ROOT,
         env=_env(settings),
         stdout=subprocess.PIPE,
@@ -100,18 +117,26 @@ def test_killed_worker_resumes_without_losing_or_duplicating_rows(
     half = client.get(f"/v1/evaluations/{evaluation_id}", headers=auth).json()
     assert half["status"] == "running"  # the dead worker never got to its finally
     assert 0 < half["progress"]["done"] < half["progress"]["total"]
+    before = _written(settings, evaluation_id)
+    assert len(before) == half["progress"]["done"]
 
     time.sleep(5.5)  # the dead worker's lease expires
     fresh = InProcessWorker(
         settings.model_copy(update={"lease_seconds": 5}),
         client.app.state.sessionmaker,  # type: ignore[attr-defined]
     )
-    fresh.run_pending()
+    with counting_forward_passes() as count:
+        assert fresh.run_pending() == 1
     done = client.get(f"/v1/evaluations/{evaluation_id}", headers=auth).json()
     assert done["status"] == "succeeded", done["error"]
     assert done["progress"]["done"] == done["progress"]["total"] == total["total"]
     resumed_rows, keys = _rows(settings, evaluation_id)
     assert not [k for k, n in Counter(keys).items() if n > 1]  # nothing written twice
+    # resumed, not restarted: the model generated exactly the examples left ...
+    assert count.examples_generated == total["total"] - len(before) > 0
+    # ... and the rows written before the kill are the same rows, untouched
+    after = _written(settings, evaluation_id)
+    assert {key: after[key] for key in before} == before
 
     # the same candidate, uninterrupted, in a database of its own
     reference = settings.model_copy(
