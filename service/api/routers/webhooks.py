@@ -8,6 +8,7 @@ from fastapi import APIRouter, Query, status
 
 from service import webhooks
 from service.api.deps import AdminToken, ReadToken, SessionDep
+from service.api.routing import UnitOfWorkRoute
 from service.api.schemas.webhooks import (
     DeliveryOut,
     DeliveryPage,
@@ -16,7 +17,7 @@ from service.api.schemas.webhooks import (
     WebhookOut,
 )
 
-router = APIRouter(prefix="/v1/webhooks", tags=["webhooks"])
+router = APIRouter(prefix="/v1/webhooks", tags=["webhooks"], route_class=UnitOfWorkRoute)
 
 
 @router.post("", status_code=status.HTTP_201_CREATED, summary="Register a family's webhook")
