@@ -102,6 +102,11 @@ class Settings(BaseSettings):
     webhook_max_attempts: int = Field(default=8, ge=1, le=100)
     webhook_timeout_seconds: float = Field(default=10.0, gt=0)
     webhook_poll_seconds: float = Field(default=1.0, gt=0)
+    mlflow_tracking_uri: str | None = Field(
+        default=None, description="Log each finished evaluation to MLflow here (mlflow extra)"
+    )
+    mlflow_experiment_prefix: str = Field(default="tunegate", min_length=1, max_length=100)
+    mlflow_poll_seconds: float = Field(default=5.0, gt=0)
 
     @field_validator("batch_size", mode="before")
     @classmethod

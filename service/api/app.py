@@ -5,6 +5,7 @@ from __future__ import annotations
 import logging
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
+from typing import TYPE_CHECKING
 
 import anyio.to_thread
 from fastapi import FastAPI, Request
@@ -24,7 +25,21 @@ from service.settings import Settings, get_settings
 from service.webhook_sender import WebhookSender
 from service.worker.dispatch import Dispatcher
 
+if TYPE_CHECKING:
+    from service.mlflow_sync import MlflowSync
+
 log = logging.getLogger("tunegate")
+
+
+def _make_mlflow_sync(app: FastAPI, settings: Settings) -> MlflowSync | None:
+    """The MLflow logger thread, when a tracking URI is configured (else ``None``)."""
+    if not settings.mlflow_tracking_uri:
+        return None
+    from service.mlflow_sync import MlflowSync
+
+    sync = MlflowSync(app.state.sessionmaker, settings)
+    sync.start()
+    return sync
 
 
 def _make_dispatcher(app: FastAPI, settings: Settings) -> Dispatcher:
@@ -60,9 +75,12 @@ def create_app(settings: Settings | None = None, *, migrate: bool = True) -> Fas
         app.state.dispatcher.start()
         app.state.webhooks = WebhookSender(app.state.sessionmaker, settings)
         app.state.webhooks.start()
+        app.state.mlflow = _make_mlflow_sync(app, settings)
         try:
             yield
         finally:
+            if app.state.mlflow is not None:
+                app.state.mlflow.stop()
             app.state.webhooks.stop()
             app.state.dispatcher.stop()
             engine.dispose()

@@ -342,3 +342,21 @@ class WebhookDelivery(Base):
     log: Mapped[list[dict[str, Any]]] = mapped_column(JSON, default=list)
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
     delivered_at: Mapped[datetime | None] = mapped_column(default=None)
+
+
+class MlflowRun(Base):
+    """An evaluation logged to MLflow (the ``mlflow`` extra): one row per evaluation, written
+    before logging (a claim) and completed with the run id."""
+
+    __tablename__ = "mlflow_runs"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    evaluation_id: Mapped[int] = mapped_column(
+        ForeignKey("evaluations.id", ondelete="CASCADE"), unique=True
+    )
+    status: Mapped[str] = mapped_column(String(12), default="pending")  # pending|logged|failed
+    run_id: Mapped[str | None] = mapped_column(String(64), default=None)
+    attempts: Mapped[int] = mapped_column(Integer, default=0)
+    error: Mapped[str | None] = mapped_column(Text, default=None)
+    next_attempt_at: Mapped[datetime] = mapped_column(default=utcnow)
+    logged_at: Mapped[datetime | None] = mapped_column(default=None)
