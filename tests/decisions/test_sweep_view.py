@@ -67,6 +67,11 @@ def test_sweep_rows_are_ordered_labelled_and_diagnosed(
         assert [p["loss"] for p in row["training_log"]] == [p.loss for p in points]
 
     by_rate = {r["learning_rate"]: r for r in view["rows"]}
+    assert {lr: (r["label"], r["verdict"]) for lr, r in by_rate.items()} == {
+        1e-4: ("underfit", "pass"),
+        3e-3: ("underfit", "pass"),  # six steps: no significant in-domain lift either
+        1e-2: ("collapse", "fail"),
+    }
     looping = by_rate[1e-2]  # the pirate run answers "KB KB KB ...": its labels say collapse
     assert looping["label"] == "collapse"
     assert looping["verdict"] == "fail"
@@ -78,6 +83,7 @@ def test_sweep_rows_are_ordered_labelled_and_diagnosed(
     assert quiet["training_diagnosis"] == "plateau"
 
     rate = view["recommended_rate"]
+    assert rate is None  # nothing lifted significantly, so no rate is recommended
     assert rate is None or rate in rates
     if rate is None:
         assert "none showed a significant in-domain lift" in view["recommendation_reason"]

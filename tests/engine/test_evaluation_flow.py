@@ -62,6 +62,13 @@ def test_candidate_is_evaluated_with_provenance_aggregates_and_decision(
     assert ev["gate_decision_id"] is not None
     decision = client.get(f"/v1/decisions/{ev['gate_decision_id']}", headers=auth).json()
     assert decision["verdict"] in ("pass", "fail")
+    # the shipped policy: the random tiny Llama (baseline and candidate alike) answers with
+    # empty strings, which only the absolute empty-output threshold judges
+    assert decision["verdict"] == "fail"
+    failed = [
+        r["rule_id"] for r in decision["rules"] if r["verdict"] in ("fail", "inconclusive_fail")
+    ]
+    assert failed == ["threshold:empty_output:all"]
     assert decision["baseline_evaluation_id"] == submitted["baseline_evaluation_id"]
     assert {r["kind"] for r in decision["rules"]} >= {"no_regression", "perplexity_ratio"}
     diff = client.get(f"/v1/decisions/{ev['gate_decision_id']}/diff?metric=relevance", headers=auth)
