@@ -9,6 +9,7 @@ import shutil
 import subprocess
 import sys
 from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -99,7 +100,20 @@ def run_cli(
 @pytest.fixture(scope="module")
 def live_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LiveServer]:
     """A served app with the dataset ``ds`` and the family ``tiny`` (base: the tiny Llama)."""
-    root = tmp_path_factory.mktemp("live")
+    with serve(tmp_path_factory.mktemp("live"), queue="inprocess") as live:
+        yield live
+
+
+@pytest.fixture(scope="module")
+def idle_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LiveServer]:
+    """The same, without a worker: what it queues stays queued (until cancelled)."""
+    with serve(tmp_path_factory.mktemp("idle"), queue="none") as live:
+        yield live
+
+
+@contextmanager
+def serve(root: Path, queue: str) -> Iterator[LiveServer]:
+    """An embedded server on ``root`` with ``ds`` pushed and ``tiny`` created, through the CLI."""
     tiny = tiny_llama_dir()
     checkpoints = root / "checkpoints"
     checkpoints.mkdir()
@@ -108,7 +122,7 @@ def live_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LiveServer
         database_url=f"sqlite:///{root / 'tunegate.db'}",
         checkpoint_roots=[checkpoints],
         model_roots=[tiny.parent],
-        queue="inprocess",
+        queue=queue,
         batch_size=12,
     )
     with EmbeddedServer(settings) as server:

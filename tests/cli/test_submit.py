@@ -3,11 +3,17 @@
 from __future__ import annotations
 
 import json
+import shutil
+import subprocess
+import time
 import xml.etree.ElementTree as ET
 from pathlib import Path
 
+import httpx
+
 from service.cli.embedded import free_port
-from tests.cli.conftest import LiveServer, run_cli
+from tests.adapters import trained_adapter
+from tests.cli.conftest import TUNEGATE, LiveServer, run_cli
 
 N_RULES = 3  # TEST_POLICY
 
@@ -228,3 +234,45 @@ def test_timed_out_wait_exits_2(live_server: LiveServer, fresh_adapter_copy: Pat
     assert result.returncode == 2, result.stdout + result.stderr
     assert "timed out after 0s" in result.stderr
     assert "Traceback" not in result.stderr
+
+
+def test_cancelled_wait_exits_2(idle_server: LiveServer, tmp_path: Path) -> None:
+    """The server has no worker, so the evaluation waits queued until the test cancels it."""
+    adapter = idle_server.checkpoints / "never-run"
+    shutil.copytree(trained_adapter("tiny", "capitals", lr=1e-2, steps=5), adapter)
+    waiting = subprocess.Popen(
+        [
+            TUNEGATE,
+            "submit",
+            str(adapter),
+            *("--family", "tiny", "--lr", "1e-4", "--dataset", "ds"),
+            *("--wait", "--timeout", "300", "--json"),
+        ],
+        env=idle_server.env(),
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    headers = {"Authorization": f"Bearer {idle_server.token}"}
+    try:
+        with httpx.Client(base_url=idle_server.url, headers=headers, timeout=10) as api:
+            deadline = time.monotonic() + 120
+            candidate_evaluation = None
+            while candidate_evaluation is None and time.monotonic() < deadline:
+                page = api.get("/v1/evaluations", params={"status": "queued"}).json()
+                found = [e for e in page["items"] if e["baseline_evaluation_id"] is not None]
+                candidate_evaluation = found[0]["id"] if found else None
+                time.sleep(0.2)
+            assert candidate_evaluation is not None, "submit never queued its evaluation"
+            cancelled = api.post(f"/v1/evaluations/{candidate_evaluation}/cancel")
+            assert cancelled.status_code == 200, cancelled.text
+        out, err = waiting.communicate(timeout=120)
+    finally:
+        if waiting.poll() is None:
+            waiting.kill()
+    assert waiting.returncode == 2, out + err
+    data = json.loads(out)
+    assert data["exit_code"] == 2
+    assert data["decision"] is None
+    assert data["evaluation"]["status"] == "cancelled"
+    assert f"evaluation {candidate_evaluation} cancelled" in data["error"]
