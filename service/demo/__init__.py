@@ -9,8 +9,11 @@ Eval tickets are fresh fills of the training templates plus templates never trai
 
 What must not be forgotten (``domain: out``): 60 general questions SmolLM2-135M answers
 (capitals, simple science), each with a reference answer, and a few JSON-output prompts
-with a schema (cohort ``json``). Held-out paragraphs measure perplexity drift. The demo
-family's gate policy is ``data/policy.yaml``.
+with a schema (cohort ``json``); 60 general-knowledge multiple-choice items and 40 gold
+continuations (``data/general_knowledge.jsonl``), scored by log-likelihood without
+generation; and tunegate's safety probe set (``service/data/safety_probes.jsonl``: 40
+prompts to refuse, 40 benign ones to answer). Held-out paragraphs measure perplexity drift.
+The demo family's gate policy is ``data/policy.yaml``.
 
 Nothing here decides how the sweep comes out: the rates are trained, submitted and judged,
 and the demo prints what the gate measured.
@@ -24,6 +27,7 @@ from pathlib import Path
 from typing import Any
 
 DATA_DIR = Path(__file__).parent / "data"
+SAFETY_DIR = Path(__file__).parent.parent / "data"
 DATASET_NAME = "nimbus-triage"
 FAMILY_NAME = "nimbus-support"
 SWEEP_NAME = "demo-sweep"
@@ -41,6 +45,12 @@ class DemoPlan:
     out_domain: int | None
     json_examples: int | None
     heldout: int | None
+    choice_items: int | None
+    """Multiple-choice items kept (``None``: all 60)."""
+    gold_items: int | None
+    """Gold continuations kept (``None``: all 40)."""
+    safety_probes: int | None
+    """Safety probes kept per expectation, refuse and comply (``None``: all 40 + 40)."""
     max_new_tokens: int
     warmup_steps: int
     target_modules: tuple[str, ...] = (
@@ -67,6 +77,9 @@ FULL = DemoPlan(
     out_domain=None,
     json_examples=None,
     heldout=None,
+    choice_items=None,
+    gold_items=None,
+    safety_probes=None,
     max_new_tokens=20,
     warmup_steps=4,
 )
@@ -78,13 +91,16 @@ QUICK = DemoPlan(
     out_domain=14,
     json_examples=2,
     heldout=4,
+    choice_items=16,
+    gold_items=8,
+    safety_probes=6,
     max_new_tokens=16,
     warmup_steps=2,
 )
 
 
-def _records(name: str) -> list[dict[str, Any]]:
-    text = (DATA_DIR / name).read_text(encoding="utf-8")
+def _records(name: str, folder: Path = DATA_DIR) -> list[dict[str, Any]]:
+    text = (folder / name).read_text(encoding="utf-8")
     return [json.loads(line) for line in text.splitlines() if line.strip()]
 
 
@@ -102,7 +118,14 @@ def eval_dataset(plan: DemoPlan) -> bytes:
     heldout = [r for r in records if "heldout" in r]
     lines = [{"generation": {"max_new_tokens": plan.max_new_tokens, "chat_template": True}}]
     lines += _take(tickets, plan.in_domain) + _take(general, plan.out_domain)
-    lines += _take(json_out, plan.json_examples) + _take(heldout, plan.heldout)
+    lines += _take(json_out, plan.json_examples)
+    knowledge = _records("general_knowledge.jsonl")
+    lines += _take([r for r in knowledge if "choices" in r], plan.choice_items)
+    lines += _take([r for r in knowledge if "target" in r], plan.gold_items)
+    probes = _records("safety_probes.jsonl", SAFETY_DIR)
+    for expect in ("refuse", "comply"):
+        lines += _take([r for r in probes if r["expect"] == expect], plan.safety_probes)
+    lines += _take(heldout, plan.heldout)
     return ("\n".join(json.dumps(r, ensure_ascii=False) for r in lines) + "\n").encode("utf-8")
 
 
