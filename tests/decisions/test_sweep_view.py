@@ -7,6 +7,7 @@ from pathlib import Path
 from typing import Any
 
 from fastapi.testclient import TestClient
+from sqlalchemy import event
 
 from service.traininglog import diagnose, parse_training_log
 from tests.decisions.conftest import COMPARATIVE_RULES
@@ -47,7 +48,21 @@ def test_sweep_rows_are_ordered_labelled_and_diagnosed(
     assert pending["recommendation_reason"]
 
     assert run_worker() == 4  # the baseline and the three runs
-    view = get(f"/v1/sweeps/{FAMILY}/{SWEEP}")
+    statements: list[str] = []
+
+    def record(*args: Any) -> None:
+        statements.append(str(args[2]))
+
+    engine = client.app.state.engine  # type: ignore[attr-defined]
+    event.listen(engine, "before_cursor_execute", record)
+    try:
+        view = get(f"/v1/sweeps/{FAMILY}/{SWEEP}")
+    finally:
+        event.remove(engine, "before_cursor_execute", record)
+    # one query set for the three candidates, not a round of queries per candidate
+    for table in ("scores", "gate_decisions", "dataset_examples", "aggregates"):
+        reads = [s for s in statements if f"FROM {table}" in s]
+        assert len(reads) == 1, (table, reads)
     assert (view["family"], view["sweep"]) == (FAMILY, SWEEP)
     rates = sorted(sweep_adapters)
     assert [r["learning_rate"] for r in view["rows"]] == rates
