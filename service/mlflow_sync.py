@@ -47,6 +47,8 @@ from service.db.models import (
 )
 from service.db.session import unit_of_work
 from service.lifecycle import CANCELLED, FAILED, SUCCEEDED
+from service.queries.decisions import latest_decision
+from service.queries.results import aggregates_of
 from service.settings import Settings
 
 log = logging.getLogger("tunegate.mlflow")
@@ -88,12 +90,7 @@ def run_record(session: Session, evaluation_id: int, prefix: str) -> RunRecord:
     version = session.get_one(DatasetVersion, evaluation.dataset_version_id)
     dataset = session.get_one(Dataset, version.dataset_id)
     role = "baseline" if evaluation.baseline_evaluation_id is None else "candidate"
-    decision = session.scalar(
-        select(GateDecision)
-        .where(GateDecision.candidate_evaluation_id == evaluation_id)
-        .order_by(GateDecision.id.desc())
-        .limit(1)
-    )
+    decision = latest_decision(session, evaluation_id)
     params = {
         "learning_rate": f"{candidate.learning_rate:g}" if candidate.learning_rate else "",
         "family": family.name,
@@ -125,7 +122,7 @@ def run_record(session: Session, evaluation_id: int, prefix: str) -> RunRecord:
             "rules": decision.rules,
         }
     metrics: dict[str, float] = {}
-    for row in session.scalars(select(Aggregate).where(Aggregate.evaluation_id == evaluation_id)):
+    for row in aggregates_of(session, evaluation_id):
         name = _metric_name(row)
         if name is not None:
             metrics[name] = float(row.mean)
