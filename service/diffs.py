@@ -22,7 +22,9 @@ from service.decisions import metric_directions
 from service.errors import InvalidRequest
 from service.families import policy_of
 from service.gate.stats import mean_ci
+from service.queries.examples import examples_by_key
 from service.queries.results import outputs_by_evaluation
+from service.remembered import Remembered, decision_key
 
 MAX_PAGE = 500
 COMPARATIVE_KINDS = ("min_improvement", "no_regression", "out_of_domain_delta")
@@ -99,14 +101,13 @@ class _Pairs:
         self.cand = aliased(ScoreRow, name="cand")
         self.base = aliased(ScoreRow, name="base")
         self.delta = _oriented_delta(self.cand, self.base).label("delta")
-        dataset_version_id = session.scalar(
+        self.decision = decision
+        self.filters = filters
+        self.dataset_version_id: int = session.scalars(
             select(Evaluation.dataset_version_id).where(
                 Evaluation.id == decision.candidate_evaluation_id
             )
-        )
-        self.decision = decision
-        self.filters = filters
-        self.dataset_version_id = dataset_version_id
+        ).one()
 
     def select(self, *columns: Any) -> Select[Any]:
         cand, base, f = self.cand, self.base, self.filters
@@ -155,34 +156,33 @@ def example_diffs(
         raise InvalidRequest(f"limit must be within 1..{MAX_PAGE} and offset ≥ 0")
     pairs = _Pairs(session, decision, filters)
     cand, base = pairs.cand, pairs.base
-    total = session.scalar(pairs.select(func.count())) or 0
-    page = session.execute(
+    ranked = session.execute(
         pairs.select(
             cand.example_key,
             cand.metric,
             cand.value,
             base.value,
             pairs.delta,
-            DatasetExample.domain,
-            DatasetExample.cohort,
-            DatasetExample.input,
-            DatasetExample.reference,
-            DatasetExample.context,
+            func.count().over(),
         )
         .order_by(pairs.delta, cand.metric, cand.example_key)
         .offset(offset)
         .limit(limit)
     ).all()
+    # the window count rides on the one join; past the last page it needs its own query
+    total = ranked[0][5] if ranked else session.scalar(pairs.select(func.count())) or 0
+    keys = [row[0] for row in ranked]
+    examples = examples_by_key(session, pairs.dataset_version_id, keys)
     cand_id, base_id = decision.candidate_evaluation_id, decision.baseline_evaluation_id
-    outputs = outputs_by_evaluation(session, [cand_id, base_id], [row[0] for row in page])
+    outputs = outputs_by_evaluation(session, [cand_id, base_id], keys)
     return total, [
         ExampleDiff(
             example_id=key,
-            domain=domain,
-            cohort=cohort,
-            input=text,
-            reference=reference,
-            context=context,
+            domain=examples[key].domain,
+            cohort=examples[key].cohort,
+            input=examples[key].input,
+            reference=examples[key].reference,
+            context=examples[key].context,
             metric=metric,
             baseline_output=outputs[base_id].get(key, ""),
             candidate_output=outputs[cand_id].get(key, ""),
@@ -190,18 +190,7 @@ def example_diffs(
             candidate_score=cand_value,
             delta=float(delta),
         )
-        for (
-            key,
-            metric,
-            cand_value,
-            base_value,
-            delta,
-            domain,
-            cohort,
-            text,
-            reference,
-            context,
-        ) in page
+        for key, metric, cand_value, base_value, delta, _ in ranked
     ]
 
 
@@ -225,6 +214,20 @@ def slice_summary(
     """Per cohort: the mean paired change of ``metric`` with its interval and how many
     examples regressed, worst cohort first. Raises ``InvalidRequest`` for a bad domain or
     a metric the decision's evaluations did not both score."""
+    key = (decision_key(session, decision), metric, domain)
+    remembered = SLICES.get(key)
+    if remembered is None:
+        remembered = SLICES.put(key, _slice_summary(session, decision, metric, domain))
+    return remembered
+
+
+SLICES = Remembered[SliceSummary](1024)
+"""Slice summaries by (decision, metric, domain): a bootstrap per cohort to recompute."""
+
+
+def _slice_summary(
+    session: Session, decision: GateDecision, metric: str | None, domain: str | None
+) -> SliceSummary:
     chosen = metric or default_metric(session, decision)
     policy = policy_of(session.get_one(GatePolicy, decision.policy_id))
     confidence = 1.0 - 2.0 * policy.alpha

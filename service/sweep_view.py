@@ -7,8 +7,6 @@ statistics settings as the gate), so the view always agrees with the decisions.
 
 from __future__ import annotations
 
-import threading
-from collections import OrderedDict
 from dataclasses import dataclass
 
 from sqlalchemy import select
@@ -23,6 +21,7 @@ from service.gate.stats import PairedResult
 from service.jsontypes import JSONObject, JSONValue
 from service.queries import decisions as decision_queries
 from service.queries import evaluations as evaluation_queries
+from service.remembered import Remembered, decision_key
 from service.sweeps import SweepRow, recommend, sweep_row
 
 DEFAULT_LIFT_METRIC = "token_f1"
@@ -71,34 +70,8 @@ class SweepCandidate:
 
 Measured = tuple[PairedResult, PairedResult, PairedResult]
 """A decided candidate's in-domain lift, out-of-domain delta and hallucination change."""
-MeasuredKey = tuple[str, int, str, str]
-_MEASURED: OrderedDict[MeasuredKey, Measured] = OrderedDict()
-_MEASURED_LOCK = threading.Lock()
-MEASURED_CACHE_SIZE = 4096
-"""How many decided candidates' numbers a process remembers (each costs three paired
-bootstraps over every example to recompute)."""
-
-
-def _remembered(key: MeasuredKey) -> Measured | None:
-    """The numbers of (database, decision id, decision creation time, lift metric), if known.
-
-    Safe to remember: a decision compares two finished evaluations whose stored scores
-    never change; the creation time keeps a database rebuilt with the same ids from
-    hitting a stale entry.
-    """
-    with _MEASURED_LOCK:
-        found = _MEASURED.get(key)
-        if found is not None:
-            _MEASURED.move_to_end(key)
-        return found
-
-
-def _remember(key: MeasuredKey, measured: Measured) -> Measured:
-    with _MEASURED_LOCK:
-        _MEASURED[key] = measured
-        while len(_MEASURED) > MEASURED_CACHE_SIZE:
-            _MEASURED.popitem(last=False)
-    return measured
+MEASURED = Remembered[Measured](4096)
+"""Each entry costs three paired bootstraps over every example to recompute."""
 
 
 @dataclass(frozen=True)
@@ -143,17 +116,14 @@ def sweep_view(
             session, {d.policy_id for d in decided.values()}
         ).items()
     }
-    url = str(session.get_bind().engine.url)
     keys = {
         evaluation_id: (
-            url,
-            d.id,
-            d.created_at.isoformat(),
+            decision_key(session, d),
             lift_metric or lift_metric_of(policies[d.policy_id]),
         )
         for evaluation_id, d in decided.items()
     }
-    remembered = {evaluation_id: _remembered(key) for evaluation_id, key in keys.items()}
+    remembered = {evaluation_id: MEASURED.get(key) for evaluation_id, key in keys.items()}
     to_measure = [d for e, d in decided.items() if remembered[e] is None]
     compared = evaluation_queries.evaluations_by_id(
         session,
@@ -182,7 +152,7 @@ def sweep_view(
         if measured is None:
             cand_scores = scores[evaluation.id]
             base_scores = scores[decision_row.baseline_evaluation_id]
-            measured = _remember(
+            measured = MEASURED.put(
                 keys[evaluation.id],
                 (
                     compare_metric(cand_scores, base_scores, metric, policy, domain="in"),

@@ -75,3 +75,19 @@ def examples_by_version(
         ):
             out[row.dataset_version_id].append(row)
     return out
+
+
+def examples_by_key(
+    session: Session, version_id: int, keys: Iterable[str]
+) -> dict[str, DatasetExample]:
+    """Some example rows of a version by key (one query on the (version, key) unique index)."""
+    wanted = sorted(set(keys))
+    if not wanted:
+        return {}
+    rows = session.scalars(
+        select(DatasetExample).where(
+            DatasetExample.dataset_version_id == version_id,
+            DatasetExample.example_key.in_(wanted),
+        )
+    )
+    return {row.example_key: row for row in rows}

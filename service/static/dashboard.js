@@ -10,7 +10,7 @@ import {renderSweep} from "./sweep.js";
 
 const $ = (id) => document.getElementById(id);
 const POLL_MS = 2000;
-const ctx = {tooltip: null, fail: showError, families: []};
+const ctx = {tooltip: null, fail: showError, families: [], navReady: Promise.resolve()};
 let pollTimer = null;
 
 function showError(err) {
@@ -100,6 +100,7 @@ function poll(box) {
 }
 
 async function renderOverview(root) {
+  await ctx.navReady;
   const inflight = h("section", {id: "inflight"});
   fill(root, h("h2", {}, "Families"),
     table(ctx.families, [
@@ -169,11 +170,9 @@ async function route() {
 }
 
 async function start() {
-  try {
-    await loadNavigation();
-  } catch (err) {
-    return showError(err);
-  }
+  // the navigation and the routed view load side by side; only the overview waits for both
+  ctx.navReady = loadNavigation();
+  ctx.navReady.catch(showError);
   await route();
 }
 

@@ -48,7 +48,7 @@ export function fmt(value, digits = 3) {
   if (typeof value !== "number") return String(value);
   if (value === 0) return "0";
   const abs = Math.abs(value);
-  if (abs >= 1e4 || abs < 1e-3) return value.toExponential(2);
+  if (abs >= 1e4 || abs < 1e-3) return Number(value.toPrecision(digits)).toExponential();
   return Number(value.toPrecision(digits)).toString();
 }
 
