@@ -10,7 +10,7 @@ model no cache, are counted as passes only.
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Any
@@ -28,8 +28,11 @@ class ForwardCount:
 
 
 @contextmanager
-def counting_forward_passes() -> Iterator[ForwardCount]:
-    """Count causal-LM forward passes in this process while the block runs."""
+def counting_forward_passes(
+    on_generate: Callable[[int], None] | None = None,
+) -> Iterator[ForwardCount]:
+    """Count causal-LM forward passes in this process while the block runs;
+    ``on_generate(n)`` is told of every prompt pass (``n`` examples)."""
     count = ForwardCount()
 
     def hook(module: nn.Module, args: tuple[Any, ...], kwargs: dict[str, Any], _: Any) -> None:
@@ -42,6 +45,8 @@ def counting_forward_passes() -> Iterator[ForwardCount]:
         cache = kwargs.get("cache", kwargs.get("past_key_values"))
         if cache is not None and int(cache.get_seq_length()) == int(ids.shape[1]):
             count.examples_generated += int(ids.shape[0])
+            if on_generate is not None:
+                on_generate(int(ids.shape[0]))
 
     handle = register_module_forward_hook(hook, with_kwargs=True)
     try:

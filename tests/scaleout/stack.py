@@ -31,6 +31,7 @@ from tests.models import cache_root, tiny_llama_dir
 from tests.services import POSTGRES_ADMIN_URL, REDIS_URL
 
 TUNEGATE = Path(sys.executable).with_name("tunegate")
+REPO = Path(__file__).resolve().parents[2]
 
 
 @contextmanager
@@ -130,11 +131,13 @@ class Stack:
         env.update(more)
         return env
 
-    def _spawn(self, name: str, args: list[str], env: dict[str, str]) -> Proc:
+    def _spawn(
+        self, name: str, args: list[str], env: dict[str, str], command: list[str] | None = None
+    ) -> Proc:
         log = self.root / f"{name}.log"
         with log.open("wb") as out:
             popen = subprocess.Popen(
-                [str(TUNEGATE), *args],
+                [*(command or [str(TUNEGATE)]), *args],
                 env=env,
                 stdout=out,
                 stderr=subprocess.STDOUT,
@@ -160,11 +163,18 @@ class Stack:
         except httpx.HTTPError:
             return False
 
-    def start_worker(self, worker_id: str, timeout: float = 90) -> Proc:
-        """Start ``tunegate worker`` and wait until Celery says it is ready."""
-        proc = self._spawn(
-            worker_id, ["worker", "--loglevel", "info"], self.env(TUNEGATE_WORKER_ID=worker_id)
-        )
+    def start_worker(
+        self, worker_id: str, timeout: float = 90, count_into: Path | None = None
+    ) -> Proc:
+        """Start ``tunegate worker`` and wait until Celery says it is ready. With
+        ``count_into``, the worker counts the examples its model generates into that file
+        (a forward hook: :mod:`tests.scaleout.counting_worker`)."""
+        env = self.env(TUNEGATE_WORKER_ID=worker_id)
+        command = None
+        if count_into is not None:
+            env |= {"TEST_FORWARD_COUNT_FILE": str(count_into), "PYTHONPATH": str(REPO)}
+            command = [sys.executable, "-m", "tests.scaleout.counting_worker"]
+        proc = self._spawn(worker_id, ["worker", "--loglevel", "info"], env, command)
         self.wait_for(
             lambda: "ready." in proc.log.read_text(errors="replace"),
             timeout,

@@ -172,7 +172,7 @@ def test_candidate_is_evaluated_by_a_worker_with_its_baseline(
 
 
 def test_killed_worker_evaluation_is_resumed_without_duplicates(
-    stack: Stack, api: httpx.Client, base_candidate: int
+    stack: Stack, api: httpx.Client, base_candidate: int, tmp_path: Path
 ) -> None:
     n = 24
     push(api, "recovery", n)
@@ -188,7 +188,8 @@ def test_killed_worker_evaluation_is_resumed_without_duplicates(
     assert done_at_kill < n, "the evaluation finished before the worker could be killed"
     assert api.get(f"/v1/evaluations/{crashed}").json()["status"] == "running"
 
-    stack.start_worker("w2")
+    generated = tmp_path / "w2-generated.txt"
+    stack.start_worker("w2", count_into=generated)
     body = wait_finished(stack, api, crashed, FINISH_TIMEOUT)
     assert body["status"] == "succeeded", body["error"]
     assert body["attempts"] == 2
@@ -213,6 +214,9 @@ def test_killed_worker_evaluation_is_resumed_without_duplicates(
     assert all(count == 1 for _, count, _ in per_key), "an example was stored twice"
     kept = [key for key, _, created in per_key if created < killed_at]
     assert len(kept) >= done_at_kill, "rows written before the crash were not kept"
+    # resumed, not restarted: w2's model generated exactly the examples w1 had not stored
+    w2_generated = sum(int(line) for line in generated.read_text().split())
+    assert w2_generated == n - len(kept) > 0
 
     events = [(e.worker_id, e.event) for e in lease_events(stack.database_url, [crashed])]
     assert events == [("w1", "claimed"), ("w1", "expired"), ("w2", "claimed"), ("w2", "released")]
