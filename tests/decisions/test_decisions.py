@@ -9,8 +9,9 @@ from typing import Any
 
 import pytest
 from fastapi.testclient import TestClient
-from sqlalchemy import delete
+from sqlalchemy import delete, func, select
 
+from service.db.base import Base
 from service.db.models import GateDecision
 from service.db.session import unit_of_work
 from tests.decisions.conftest import COMPARATIVE_POLICY, COMPARATIVE_RULES, NO_MORE_REPETITION
@@ -260,3 +261,56 @@ def test_reading_a_decision_never_computes_one_a_post_does(
     assert computed.json()["rules"] == stored["rules"]
     assert client.get(url, headers=auth).json()["id"] == computed.json()["id"]
     assert client.post(url, headers=auth).json()["id"] == computed.json()["id"]  # stored once
+
+
+def test_no_get_route_writes(
+    client: TestClient,
+    auth: dict[str, str],
+    make_family: Callable[..., dict[str, Any]],
+    submit: Callable[..., dict[str, Any]],
+    run_worker: Callable[[], int],
+    tiny_base: Path,
+) -> None:
+    """Every GET of the API, on a family with a decided candidate and on one whose decision
+    is missing: no table gains or loses a row (a read never computes and stores)."""
+    make_family("noise", policy=COMPARATIVE_POLICY)
+    same = submit(tiny_base, family="noise", kind="full", name="base-again", sweep="s1")
+    assert run_worker() == 2
+    sessionmaker = client.app.state.sessionmaker  # type: ignore[attr-defined]
+    with unit_of_work(sessionmaker) as session:
+        decision_id = session.scalars(select(GateDecision.id)).one()
+    ids = {
+        "name": "noise",
+        "family": "noise",
+        "sweep": "s1",
+        "version": "1",
+        "candidate_id": str(same["id"]),
+        "evaluation_id": str(same["evaluation_id"]),
+        "decision_id": str(decision_id),
+        "webhook_id": "1",
+    }
+    paths = [
+        path.format(**ids)
+        for path, operations in client.get("/openapi.json").json()["paths"].items()
+        if "get" in operations
+    ]
+    assert len(paths) > 20
+    of_evaluation = f"/v1/decisions?evaluation_id={same['evaluation_id']}"
+    paths.append(of_evaluation)
+
+    def counts() -> dict[str, int]:
+        with unit_of_work(sessionmaker) as session:
+            return {
+                table.name: session.scalar(select(func.count()).select_from(table)) or 0
+                for table in Base.metadata.sorted_tables
+            }
+
+    for stored in (True, False):
+        if not stored:  # the decision goes: a GET must not bring it back
+            with unit_of_work(sessionmaker) as session:
+                session.execute(delete(GateDecision))
+        before = counts()
+        answered = {path: client.get(path, headers=auth).status_code for path in paths}
+        assert counts() == before, answered
+        assert answered[f"/v1/evaluations/{same['evaluation_id']}"] == 200
+        assert answered[of_evaluation] == (200 if stored else 404)
