@@ -2,18 +2,20 @@
 
 The decision fails when any rule's verdict is ``fail`` or ``inconclusive_fail``; how each
 rule kind is judged is documented in :mod:`service.gate.policy`, the statistics in
-:mod:`service.gate.stats`.
+:mod:`service.gate.stats`. Under ``family_wise: holm`` a rule's ``fail`` stands only when its
+Holm-adjusted p-value is below alpha; otherwise it becomes inconclusive.
 """
 
 from __future__ import annotations
 
 from collections.abc import Iterable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any, Literal
 
 from service.gate.policy import Policy
 from service.gate.rules import RuleResult, RuleVerdict, evaluate_rule
 from service.gate.scores import EvalScores, compare_metric
+from service.gate.stats import holm
 
 __all__ = ["Decision", "EvalScores", "RuleResult", "RuleVerdict", "compare_metric", "decide"]
 
@@ -46,6 +48,27 @@ def _summary(results: Iterable[RuleResult]) -> tuple[Literal["pass", "fail"], st
     return "pass", f"pass: all {len(results)} rules passed{note}"
 
 
+def family_wise(policy: Policy, results: list[RuleResult]) -> list[RuleResult]:
+    """Holm's correction over the paired rules' fail p-values (see the module docstring)."""
+    tested = [i for i, r in enumerate(results) if r.test is not None and r.p_value is not None]
+    adjusted = holm([results[i].p_value or 0.0 for i in tested])
+    out = list(results)
+    for i, p_adjusted in zip(tested, adjusted, strict=True):
+        rule = out[i]
+        out[i] = replace(rule, p_adjusted=p_adjusted)
+        if rule.verdict == "fail" and p_adjusted >= policy.alpha:
+            fails = policy.inconclusive_outcome(policy.rules[i]) == "fail"
+            out[i] = replace(
+                out[i],
+                verdict="inconclusive_fail" if fails else "inconclusive_pass",
+                message=(
+                    f"inconclusive after Holm's correction over {len(tested)} paired rules "
+                    f"(adjusted p={p_adjusted:.3g} >= {policy.alpha:g}): {rule.message}"
+                ),
+            )
+    return out
+
+
 def decide(policy: Policy, candidate: EvalScores, baseline: EvalScores) -> Decision:
     """Evaluate every rule of ``policy`` on the candidate against the baseline.
 
@@ -53,5 +76,7 @@ def decide(policy: Policy, candidate: EvalScores, baseline: EvalScores) -> Decis
     a recorded direction, or a non-positive baseline perplexity.
     """
     results = [evaluate_rule(policy, rule, candidate, baseline) for rule in policy.rules]
+    if policy.family_wise == "holm":
+        results = family_wise(policy, results)
     verdict, summary = _summary(results)
     return Decision(verdict=verdict, rules=results, summary=summary)

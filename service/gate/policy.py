@@ -1,14 +1,16 @@
 """Gate policies: which rules a candidate must satisfy, parsed from JSON or YAML.
 
-A policy is a list of rules plus the statistics settings they share (alpha, bootstrap
-resamples, seed) and what an *inconclusive* rule means per rule kind. Rule kinds:
+A policy is a list of rules plus the statistics settings they share (alpha, the family-wise
+correction) and what an *inconclusive* rule means per rule kind. How every paired rule is
+judged (the non-inferiority rule, the tests) is in :mod:`service.gate.stats`. Rule kinds:
 
-* ``no_regression`` - paired candidate - baseline on a metric must not fall below
-  ``-tolerance`` (significantly, see :mod:`service.gate.stats`).
-* ``min_improvement`` - the in-domain target metric must rise by at least ``delta``:
-  passes when the point estimate is >= ``delta`` **and** the improvement is significant
-  (lower one-sided (1 - alpha) bound > 0). Requiring the lower bound itself to clear
-  ``delta`` would refuse most real lifts on eval sets of a few hundred examples.
+* ``no_regression`` - the paired change (candidate - baseline, oriented) on a metric must
+  not lie below ``-tolerance``: **fail** when the one-sided upper bound is below
+  ``-tolerance``, **pass** when the lower bound is at or above it, **inconclusive** only when
+  the interval straddles it (then the examples needed are reported).
+* ``min_improvement`` - the mirror: the in-domain change must clear ``delta``: **pass** when
+  the lower bound is >= ``delta``, **fail** when the upper bound is below it, inconclusive
+  between. Inconclusive counts as a failure by default: a candidate's lift must be shown.
 * ``threshold`` - the candidate's mean on a metric must lie within ``min`` / ``max``
   (point estimate; the interval is reported alongside). Also applies to a model metric
   (e.g. ``perplexity_word``) when no per-example scores carry that name.
@@ -18,6 +20,11 @@ resamples, seed) and what an *inconclusive* rule means per rule kind. Rule kinds
 * ``out_of_domain_delta`` - ``no_regression`` on the out-of-domain examples only, the
   catastrophic-forgetting rule; inconclusive counts as a failure by default, because a gate
   that cannot see forgetting must not wave it through.
+
+``family_wise: holm`` (the default) applies Holm's correction to the *fail* p-values of the
+paired rules (no_regression, out_of_domain_delta, min_improvement), so that adding rules
+does not raise the chance of a false block; a fail that does not survive it becomes
+inconclusive. ``family_wise: none`` judges every rule at ``alpha`` alone.
 
 A rule whose metric has no data is *inconclusive* and its outcome follows the same
 mapping (rule ``on_inconclusive`` > policy ``inconclusive[kind]`` > built-in default); its
@@ -42,7 +49,7 @@ RuleKind = Literal[
 
 DEFAULT_INCONCLUSIVE: dict[RuleKind, Outcome] = {
     "no_regression": "pass",
-    "min_improvement": "pass",
+    "min_improvement": "fail",
     "threshold": "pass",
     "perplexity_ratio": "pass",
     "out_of_domain_delta": "fail",
@@ -85,7 +92,7 @@ class NoRegression(_Rule):
 
 
 class MinImprovement(_Rule):
-    """The metric must improve by >= ``delta`` (point estimate) and significantly (> 0)."""
+    """The paired in-domain change must clear ``delta`` (lower bound >= delta)."""
 
     kind: Literal["min_improvement"] = "min_improvement"
     domain: Domain = "in"
@@ -139,7 +146,10 @@ class Policy(BaseModel):
 
     alpha: float = Field(default=0.05, gt=0, lt=0.5)
     n_resamples: int = Field(default=2000, ge=2000, le=100_000)
+    """Bootstrap resamples of the intervals of single means (threshold rules)."""
     seed: int = 0
+    family_wise: Literal["holm", "none"] = "holm"
+    """Family-wise control of false blocks across the paired rules (see module docstring)."""
     inconclusive: dict[RuleKind, Outcome] = Field(
         default_factory=lambda: dict(DEFAULT_INCONCLUSIVE)
     )

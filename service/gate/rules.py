@@ -20,7 +20,7 @@ from service.gate.policy import (
     Threshold,
 )
 from service.gate.scores import EvalScores, compare_metric, paired_values, scope_text, scoped_values
-from service.gate.stats import mean_ci, minimum_detectable_effect, required_n
+from service.gate.stats import mean_ci
 
 RuleVerdict = Literal["pass", "fail", "inconclusive_pass", "inconclusive_fail"]
 
@@ -47,8 +47,8 @@ class RuleResult:
     """Interval of ``effect`` (comparative rules, coverage ``confidence``) or of the
     candidate mean (threshold rules)."""
     p_value: float | None
-    """One-sided p-value: of a regression beyond the tolerance (no_regression,
-    out_of_domain_delta) or of an improvement > 0 (min_improvement)."""
+    """One-sided p-value of the *fail* test: the change lies below the margin (-tolerance
+    for regression rules, +delta for min_improvement). Small = fail."""
     n: int | None
     """Paired (or, for thresholds, candidate) examples used; None for model metrics."""
     tolerance: float | None
@@ -64,6 +64,15 @@ class RuleResult:
     domain: str | None = None
     """The rule's domain ("in", "out", "all"); None for model-level rules."""
     cohort: str | None = None
+    test: str | None = None
+    """The test that decided: "exact McNemar" (binary scores), "paired t", "no spread"
+    (every example moved alike) or "none"; None for threshold and perplexity rules."""
+    p_adjusted: float | None = None
+    """``p_value`` after Holm's correction across the policy's paired rules."""
+    losses: int | None = None
+    """Binary metrics: examples the baseline got right and the candidate wrong."""
+    gains: int | None = None
+    """Binary metrics: examples the baseline got wrong and the candidate right."""
 
     def to_dict(self) -> dict[str, Any]:
         """JSON-serialisable form."""
@@ -117,28 +126,43 @@ def _no_data_detail(
     return "the two evaluations share no scored example"
 
 
-def _regression_rule(
-    policy: Policy, rule: NoRegression | OutOfDomainDelta, cand_ev: EvalScores, base_ev: EvalScores
+def _comparative_rule(
+    policy: Policy,
+    rule: NoRegression | OutOfDomainDelta | MinImprovement,
+    cand_ev: EvalScores,
+    base_ev: EvalScores,
 ) -> RuleResult:
+    """A paired rule: non-inferiority (regression rules) or the required lift (mirror)."""
     scope = scope_text(rule.domain, rule.cohort)
     cand, base = paired_values(cand_ev, base_ev, rule.metric, rule.domain, rule.cohort)
     if cand.size == 0:
         detail = _no_data_detail(cand_ev, base_ev, rule.metric, rule.domain, rule.cohort)
         return _no_data(policy, rule, scope, detail)
-    result = compare_metric(
-        cand_ev,
-        base_ev,
-        rule.metric,
-        policy,
-        domain=rule.domain,
-        cohort=rule.cohort,
-        tolerance=rule.tolerance,
+    if isinstance(rule, MinImprovement):
+        bar = rule.delta
+        result = compare_metric(
+            cand_ev,
+            base_ev,
+            rule.metric,
+            policy,
+            domain=rule.domain,
+            cohort=rule.cohort,
+            delta=rule.delta,
+        )
+    else:
+        bar = rule.tolerance
+        result = compare_metric(
+            cand_ev,
+            base_ev,
+            rule.metric,
+            policy,
+            domain=rule.domain,
+            cohort=rule.cohort,
+            tolerance=rule.tolerance,
+        )
+    verdict: RuleVerdict = (
+        _inconclusive(policy, rule) if result.verdict == "inconclusive" else result.verdict
     )
-    verdict: RuleVerdict = "pass"
-    if result.significant_regression:
-        verdict = "fail"
-    elif result.inconclusive:
-        verdict = _inconclusive(policy, rule)
     return RuleResult(
         rule_id=rule.id,
         kind=rule.kind,
@@ -154,66 +178,14 @@ def _regression_rule(
         ci_high=result.ci_high,
         p_value=result.p_value,
         n=result.n,
-        tolerance=rule.tolerance,
+        tolerance=bar,
         min_detectable_effect=result.mde,
         message=result.message,
         needed_n=result.needed_n,
         confidence=result.confidence,
-    )
-
-
-def _improvement_rule(
-    policy: Policy, rule: MinImprovement, cand_ev: EvalScores, base_ev: EvalScores
-) -> RuleResult:
-    scope = scope_text(rule.domain, rule.cohort)
-    cand, base = paired_values(cand_ev, base_ev, rule.metric, rule.domain, rule.cohort)
-    if cand.size == 0:
-        detail = _no_data_detail(cand_ev, base_ev, rule.metric, rule.domain, rule.cohort)
-        return _no_data(policy, rule, scope, detail)
-    result = compare_metric(
-        cand_ev, base_ev, rule.metric, policy, domain=rule.domain, cohort=rule.cohort
-    )
-    effect = result.effect if result.effect is not None else 0.0
-    passed = result.significant_improvement and effect >= rule.delta
-    mde = (
-        None if result.sd is None else minimum_detectable_effect(result.sd, result.n, policy.alpha)
-    )
-    needed = None if result.sd is None else required_n(result.sd, rule.delta, policy.alpha)
-    verdict: RuleVerdict = "pass" if passed else "fail"
-    if passed:
-        message = f"improved by {effect:+.4g} (>= {rule.delta:.4g}), significant at {policy.alpha}"
-    elif mde is None or mde > rule.delta:
-        verdict = _inconclusive(policy, rule)
-        need = f"need ≈ {needed} examples" if needed else "need at least 2 examples"
-        message = (
-            f"inconclusive: n={result.n} cannot resolve an improvement of {rule.delta:.4g} ({need})"
-        )
-    elif not result.significant_improvement:
-        message = f"no significant improvement (effect {effect:+.4g}, p={result.p_improvement:.3g})"
-    else:
-        message = (
-            f"improvement {effect:+.4g} is significant but below the required {rule.delta:.4g}"
-        )
-    return RuleResult(
-        rule_id=rule.id,
-        kind=rule.kind,
-        metric=rule.metric,
-        scope=scope,
-        domain=rule.domain,
-        cohort=rule.cohort,
-        verdict=verdict,
-        baseline_value=_mean(base),
-        candidate_value=_mean(cand),
-        effect=result.effect,
-        ci_low=result.ci_low,
-        ci_high=result.ci_high,
-        p_value=result.p_improvement,
-        n=result.n,
-        tolerance=rule.delta,
-        min_detectable_effect=mde,
-        message=message,
-        needed_n=needed,
-        confidence=result.confidence,
+        test=result.test,
+        losses=result.losses,
+        gains=result.gains,
     )
 
 
@@ -328,10 +300,8 @@ def evaluate_rule(
     policy: Policy, rule: AnyRule, candidate: EvalScores, baseline: EvalScores
 ) -> RuleResult:
     """Evaluate one rule of ``policy``. Raises ScoringError on NaN scores."""
-    if isinstance(rule, NoRegression | OutOfDomainDelta):
-        return _regression_rule(policy, rule, candidate, baseline)
-    if isinstance(rule, MinImprovement):
-        return _improvement_rule(policy, rule, candidate, baseline)
+    if isinstance(rule, NoRegression | OutOfDomainDelta | MinImprovement):
+        return _comparative_rule(policy, rule, candidate, baseline)
     if isinstance(rule, Threshold):
         return _threshold_rule(policy, rule, candidate, baseline)
     return _perplexity_rule(policy, rule, candidate, baseline)

@@ -16,7 +16,7 @@ from numpy.typing import NDArray
 
 from service.errors import ScoringError
 from service.gate.policy import Policy
-from service.gate.stats import PairedResult, paired_comparison
+from service.gate.stats import PairedResult, improvement_comparison, paired_comparison
 
 
 @dataclass(frozen=True)
@@ -106,18 +106,19 @@ def compare_metric(
     domain: str = "in",
     cohort: str | None = None,
     tolerance: float = 0.0,
+    delta: float | None = None,
 ) -> PairedResult:
-    """Paired comparison of one metric in scope, with the policy's statistics settings.
+    """Paired comparison of one metric in scope at the policy's alpha: non-inferiority with
+    margin ``-tolerance``, or, given ``delta``, the required-lift test with margin ``+delta``.
 
     The sweep view uses it for the in-domain lift and the out-of-domain delta.
     """
     cand, base = paired_values(candidate, baseline, metric, domain, cohort)
+    direction = higher_is_better(metric, candidate, baseline) if cand.size else True
+    if delta is not None:
+        return improvement_comparison(
+            cand, base, delta=delta, alpha=policy.alpha, higher_is_better=direction
+        )
     return paired_comparison(
-        cand,
-        base,
-        tolerance=tolerance,
-        alpha=policy.alpha,
-        n_resamples=policy.n_resamples,
-        seed=policy.seed,
-        higher_is_better=higher_is_better(metric, candidate, baseline) if cand.size else True,
+        cand, base, tolerance=tolerance, alpha=policy.alpha, higher_is_better=direction
     )

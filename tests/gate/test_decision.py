@@ -2,6 +2,7 @@ from __future__ import annotations
 
 import json
 
+import numpy as np
 import pytest
 
 from service.errors import ScoringError
@@ -105,8 +106,8 @@ IMPROVEMENT = "rules: [{kind: min_improvement, metric: token_f1, delta: 0.05}]"
     ("shift", "noise", "verdict", "phrase"),
     [
         (0.1, 0.02, "pass", "improved by"),
-        (0.02, 0.01, "fail", "below the required"),
-        (0.0, 0.01, "fail", "no significant improvement"),
+        (0.02, 0.01, "fail", "no lift of +0.05: upper bound"),
+        (0.0, 0.01, "fail", "no lift of +0.05: upper bound"),
     ],
 )
 def test_min_improvement(shift: float, noise: float, verdict: str, phrase: str) -> None:
@@ -124,7 +125,8 @@ def test_min_improvement_on_too_few_examples_is_inconclusive() -> None:
     decision = decide(
         parse_policy(IMPROVEMENT), evaluation(domains, candidate), evaluation(domains, scores)
     )
-    assert decision.rules[0].verdict == "inconclusive_pass"
+    # a lift that is not shown counts as a failure by default
+    assert decision.rules[0].verdict == "inconclusive_fail"
     assert "need ≈" in decision.rules[0].message
 
 
@@ -204,3 +206,38 @@ def test_nan_score_is_an_error_not_a_result() -> None:
     broken["in-003"]["relevance"] = float("nan")
     with pytest.raises(ScoringError, match="in-003"):
         decide(DEFAULT_POLICY, evaluation(DOMAINS, broken), BASELINE)
+
+
+HOLM_RULES = """
+rules:
+  - {kind: no_regression, metric: relevance, domain: in, tolerance: 0.03}
+  - {kind: no_regression, metric: relevance, domain: out, tolerance: 0.03}
+  - {kind: no_regression, metric: token_f1, domain: in, tolerance: 0.03}
+  - {kind: no_regression, metric: token_f1, domain: out, tolerance: 0.03}
+"""
+
+
+def test_holm_turns_a_fail_that_does_not_survive_the_family_into_inconclusive() -> None:
+    # in-domain relevance: change -0.039 with t = -2.0 (one-sided p 0.024 < 0.05, but
+    # 4 x 0.024 > 0.05 under Holm); the other three rules do not move.
+    z = np.random.default_rng(0).normal(size=120)
+    z = (z - z.mean()) / z.std(ddof=1)
+    se = 0.05 / np.sqrt(120)
+    diffs = iter(-0.03 - 2.0 * se + 0.05 * z)
+    scores = {
+        example_id: {**row, "relevance": row["relevance"] + next(diffs)}
+        if DOMAINS[example_id] == "in"
+        else dict(row)
+        for example_id, row in BASE.items()
+    }
+    candidate = evaluation(DOMAINS, scores)
+    raw = decide(parse_policy("family_wise: none\n" + HOLM_RULES), candidate, BASELINE)
+    assert _rule(raw, "no_regression:relevance:in").verdict == "fail"
+    assert raw.verdict == "fail"
+    holm = decide(parse_policy(HOLM_RULES), candidate, BASELINE)
+    rule = _rule(holm, "no_regression:relevance:in")
+    assert rule.verdict == "inconclusive_pass"  # no_regression: inconclusive counts as pass
+    assert rule.p_value == pytest.approx(0.024, abs=0.001)
+    assert rule.p_adjusted == pytest.approx(4 * rule.p_value)
+    assert "inconclusive after Holm's correction over 4 paired rules" in rule.message
+    assert holm.verdict == "pass"
