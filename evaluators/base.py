@@ -65,6 +65,8 @@ class Metric:
     higher_is_better: bool
     low: float = 0.0
     high: float = 1.0
+    binary: bool = False
+    """Every score is 0 or 1 (right / wrong): the gate judges it with exact paired tests."""
 
 
 @dataclass(frozen=True)
@@ -191,6 +193,8 @@ def check_scores(
             number = float(value)
             if not math.isfinite(number):
                 raise InvalidScoreError(f"{where}: {metric_name} is {number} (not finite)")
+            if metric.binary and number not in (0.0, 1.0):
+                raise InvalidScoreError(f"{where}: {metric_name}={number} is not 0 or 1")
             if not metric.low <= number <= metric.high:
                 raise InvalidScoreError(
                     f"{where}: {metric_name}={number} outside [{metric.low}, {metric.high}]"

@@ -36,7 +36,7 @@ class CollapseEvaluator(Evaluator):
     name: ClassVar[str] = "collapse"
     version: ClassVar[str] = "1"
     metrics: ClassVar[tuple[Metric, ...]] = (
-        Metric("empty_output", higher_is_better=False),
+        Metric("empty_output", higher_is_better=False, binary=True),
         Metric("repetition", higher_is_better=False),
     )
 

@@ -62,8 +62,8 @@ class JsonValidityEvaluator(Evaluator):
     name: ClassVar[str] = "json_validity"
     version: ClassVar[str] = "1"
     metrics: ClassVar[tuple[Metric, ...]] = (
-        Metric("json_valid", higher_is_better=True),
-        Metric("json_schema_valid", higher_is_better=True),
+        Metric("json_valid", higher_is_better=True, binary=True),
+        Metric("json_schema_valid", higher_is_better=True, binary=True),
     )
 
     def __init__(self, *, allow_fence: bool = True) -> None:

@@ -40,7 +40,7 @@ class ReferenceMatchEvaluator(Evaluator):
     name: ClassVar[str] = "reference_match"
     version: ClassVar[str] = "1"
     metrics: ClassVar[tuple[Metric, ...]] = (
-        Metric("exact_match", higher_is_better=True),
+        Metric("exact_match", higher_is_better=True, binary=True),
         Metric("token_f1", higher_is_better=True),
     )
     needs: ClassVar[frozenset[str]] = frozenset({"reference"})

@@ -36,6 +36,7 @@ ENTRY_POINT_GROUP = "tunegate.evaluators"
 
 #: Built-in evaluators: registry name → "module:Class".
 BUILTINS: dict[str, str] = {
+    "answer_match": "evaluators.answer_match:AnswerMatchEvaluator",
     "collapse": "evaluators.collapse:CollapseEvaluator",
     "hallucination": "evaluators.hallucination:HallucinationEvaluator",
     "json_validity": "evaluators.json_validity:JsonValidityEvaluator",
@@ -54,6 +55,7 @@ DEFAULT_EVALUATORS: tuple[str, ...] = (
     "hallucination",
     "json_validity",
     "reference_match",
+    "answer_match",
     "refusal",
     "collapse",
 )

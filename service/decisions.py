@@ -50,6 +50,7 @@ def scores_of_many(session: Session, evaluations: Iterable[Evaluation]) -> dict[
     scores = scores_by_evaluation(session, wanted)
     metrics = model_metrics(session, wanted)
     directions = metric_directions()
+    binary = frozenset(name for name, (_, m) in registry.metric_index().items() if m.binary)
     out: dict[int, EvalScores] = {}
     for evaluation_id, evaluation in wanted.items():
         rows = examples[evaluation.dataset_version_id]
@@ -59,6 +60,7 @@ def scores_of_many(session: Session, evaluations: Iterable[Evaluation]) -> dict[
             per_example=scores[evaluation_id],
             model_metrics=metrics[evaluation_id],
             higher_is_better=directions,
+            binary_metrics=binary,
         )
     return out
 

@@ -60,7 +60,7 @@ def binary_draw(
     kind = rng.choice(3, size=n, p=[p_loss, p_gain, 1.0 - p_loss - p_gain])
     baseline = np.where(kind == 1, 0.0, 1.0)
     candidate = np.where(kind == 0, 0.0, 1.0)
-    return paired_comparison(candidate, baseline, tolerance=tolerance)
+    return paired_comparison(candidate, baseline, tolerance=tolerance, binary=True)
 
 
 def continuous_rates(

@@ -33,6 +33,8 @@ class EvalScores:
     """Per-model metrics, e.g. "perplexity_token", "perplexity_word"."""
     higher_is_better: Mapping[str, bool]
     """metric -> direction."""
+    binary_metrics: frozenset[str] = frozenset()
+    """Metrics whose scores are 0 or 1 (judged with the exact paired tests)."""
 
 
 def scope_text(domain: str, cohort: str | None) -> str:
@@ -115,10 +117,16 @@ def compare_metric(
     """
     cand, base = paired_values(candidate, baseline, metric, domain, cohort)
     direction = higher_is_better(metric, candidate, baseline) if cand.size else True
+    binary = metric in candidate.binary_metrics or metric in baseline.binary_metrics
     if delta is not None:
         return improvement_comparison(
-            cand, base, delta=delta, alpha=policy.alpha, higher_is_better=direction
+            cand, base, delta=delta, alpha=policy.alpha, higher_is_better=direction, binary=binary
         )
     return paired_comparison(
-        cand, base, tolerance=tolerance, alpha=policy.alpha, higher_is_better=direction
+        cand,
+        base,
+        tolerance=tolerance,
+        alpha=policy.alpha,
+        higher_is_better=direction,
+        binary=binary,
     )

@@ -27,7 +27,7 @@ no loss at all, ``n >= 52`` for a tolerance of 0.05 and ``n >= 88`` for 0.03 at 
 
 Which test decides, and why:
 
-* **Binary metrics** (every paired score is 0 or 1: answer correctness, exact match): only
+* **Binary metrics** (declared so by their evaluator: answer correctness, exact match): only
   the examples the candidate lost (``losses``, baseline 1 → candidate 0) and gained
   (``gains``) carry information; the mean change is ``(gains - losses) / n``.
   The *fail* side (the upper bound, the false-block error) is the **exact test on the
@@ -275,16 +275,18 @@ def paired_comparison(
     tolerance: float,
     alpha: float = 0.05,
     higher_is_better: bool = True,
+    binary: bool = False,
 ) -> PairedResult:
     """Non-inferiority of paired candidate scores against the baseline, margin ``-tolerance``.
 
     ``candidate[i]`` and ``baseline[i]`` must be the same example's scores. See the module
-    docstring for the verdicts and the tests. Raises ``ValueError`` on mismatched lengths,
-    non-finite scores or a negative tolerance.
+    docstring for the verdicts and the tests; ``binary`` (a metric declared 0/1) selects the
+    exact paired tests. Raises ``ValueError`` on mismatched lengths, non-finite scores, a
+    negative tolerance, or a binary metric with a score other than 0 or 1.
     """
     if tolerance < 0:
         raise ValueError("tolerance must be >= 0")
-    return _compare(candidate, baseline, -tolerance, "regression", alpha, higher_is_better)
+    return _compare(candidate, baseline, -tolerance, "regression", alpha, higher_is_better, binary)
 
 
 def improvement_comparison(
@@ -294,6 +296,7 @@ def improvement_comparison(
     delta: float,
     alpha: float = 0.05,
     higher_is_better: bool = True,
+    binary: bool = False,
 ) -> PairedResult:
     """The mirror rule: the paired change must clear the required lift ``delta`` (> 0).
 
@@ -301,7 +304,7 @@ def improvement_comparison(
     """
     if delta <= 0:
         raise ValueError("delta must be > 0")
-    return _compare(candidate, baseline, delta, "improvement", alpha, higher_is_better)
+    return _compare(candidate, baseline, delta, "improvement", alpha, higher_is_better, binary)
 
 
 def _compare(
@@ -311,9 +314,12 @@ def _compare(
     kind: MarginKind,
     alpha: float,
     higher_is_better: bool,
+    binary: bool,
 ) -> PairedResult:
     cand = _finite_array(candidate, "candidate")
     base = _finite_array(baseline, "baseline")
+    if binary and not is_binary(cand, base):
+        raise ValueError("a binary metric has a score other than 0 or 1")
     diffs = oriented_differences(cand, base, higher_is_better=higher_is_better)
     n = int(diffs.size)
     common: dict[str, Any] = {
@@ -349,7 +355,6 @@ def _compare(
         )
     effect = float(np.mean(diffs))
     sd = float(np.std(diffs, ddof=1))
-    binary = is_binary(cand, base)
     if binary:
         test = exact_binary(diffs, margin, alpha)
     elif np.ptp(diffs) <= 1e-12 * max(1.0, float(np.max(np.abs(diffs)))):

@@ -23,6 +23,11 @@ DIRECTIONS: dict[str, bool] = {
 }
 
 
+BINARY = frozenset(
+    {"exact_match", "json_valid", "json_schema_valid", "empty_output", "answer_match"}
+)
+
+
 def example_ids(n_in: int, n_out: int) -> dict[str, str]:
     """``{example_id: domain}`` with ``n_in`` in-domain and ``n_out`` out-of-domain ids."""
     ids = {f"in-{i:03d}": "in" for i in range(n_in)}
@@ -82,4 +87,5 @@ def evaluation(
         per_example=per_example,
         model_metrics=dict(model_metrics or {"perplexity_word": 20.0, "perplexity_token": 8.0}),
         higher_is_better=DIRECTIONS,
+        binary_metrics=BINARY,
     )

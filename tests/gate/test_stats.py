@@ -133,7 +133,7 @@ def test_binary_scores_are_decided_by_exact_and_score_tests(
     losses: int, gains: int, n: int, verdict: str, test: str
 ) -> None:
     candidate, baseline = _binary(losses, gains, n)
-    result = paired_comparison(candidate, baseline, tolerance=TOL)
+    result = paired_comparison(candidate, baseline, tolerance=TOL, binary=True)
     assert (result.losses, result.gains) == (losses, gains)
     assert result.effect == pytest.approx((gains - losses) / n)
     assert (result.verdict, result.test) == (verdict, test)
@@ -153,7 +153,7 @@ def test_binary_scores_are_decided_by_exact_and_score_tests(
             exact = stats.binomtest(losses, k, theta0, alternative="greater").pvalue
             assert result.p_value == pytest.approx(exact)
         # tolerance 0: exactly the one-sided exact McNemar test
-        zero = paired_comparison(candidate, baseline, tolerance=0.0)
+        zero = paired_comparison(candidate, baseline, tolerance=0.0, binary=True)
         mcnemar = stats.binomtest(losses, k, 0.5, alternative="greater").pvalue
         assert zero.p_value == pytest.approx(mcnemar)
 

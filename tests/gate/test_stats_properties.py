@@ -51,18 +51,24 @@ def test_binary_verdict_is_monotone_when_a_loss_becomes_a_gain(
     candidate = np.array([c for c, _ in pairs], dtype=float)
     baseline = np.array([b for _, b in pairs], dtype=float)
     lost = np.flatnonzero((baseline == 1) & (candidate == 0))
-    before = paired_comparison(candidate, baseline, tolerance=tolerance)
+    before = paired_comparison(candidate, baseline, tolerance=tolerance, binary=True)
     if lost.size:
         better = candidate.copy()
         better[lost[0]] = 1.0  # the loss becomes a tie
-        after = paired_comparison(better, baseline, tolerance=tolerance)
+        after = paired_comparison(better, baseline, tolerance=tolerance, binary=True)
         assert RANK[after.verdict] >= RANK[before.verdict]
 
 
 @settings(max_examples=150, deadline=None)
-@given(base=scores | bits.map(lambda p: [float(b) for _, b in p]), tolerance=tolerances)
-def test_identical_samples_never_fail(base: list[float], tolerance: float) -> None:
+@given(base=scores, bits_=bits, tolerance=tolerances)
+def test_identical_samples_never_fail(
+    base: list[float], bits_: list[tuple[int, int]], tolerance: float
+) -> None:
     baseline = np.array(base)
     result = paired_comparison(baseline.copy(), baseline, tolerance=tolerance)
+    assert result.verdict == "pass"
+    assert result.effect == 0.0
+    right = np.array([float(b) for _, b in bits_])
+    result = paired_comparison(right.copy(), right, tolerance=tolerance, binary=True)
     assert result.verdict != "fail"
     assert result.effect == 0.0
