@@ -40,16 +40,17 @@ def _row(
     )
 
 
-GOOD = {("in", "relevance"): 0.1}
-FORGETTING = {("in", "relevance"): 0.1, ("out", "relevance_reference"): -0.1}
+GOOD = {("in", "relevance"): 0.1, ("in", "token_f1"): 0.1}
+FORGETTING = {**GOOD, ("out", "relevance_reference"): -0.1}
 
 
 @pytest.mark.parametrize(
     ("shifts", "perplexity", "label", "verdict", "phrase"),
     [
         (GOOD, 20.5, "good", "pass", "significant in-domain lift +0.09"),
-        ({}, 20.0, "underfit", "pass", "no significant in-domain lift"),
-        ({("in", "relevance"): -0.02}, 20.0, "underfit", "pass", "no significant"),
+        # no in-domain lift: the default policy's lift bar fails them too
+        ({}, 20.0, "underfit", "fail", "no significant in-domain lift"),
+        ({("in", "relevance"): -0.02}, 20.0, "underfit", "fail", "no significant"),
         (FORGETTING, 20.5, "forgetting", "fail", "out_of_domain_delta:relevance_reference:out"),
         ({**GOOD, ("in", "empty_output"): 1.0}, 20.5, "collapse", "fail", "collapse threshold"),
         (FORGETTING, 50.0, "collapse", "fail", "perplexity ratio 2.5"),
@@ -97,9 +98,13 @@ def test_row_reports_effects_and_raw_hallucination_change() -> None:
 def test_recommend_picks_the_passing_candidate_with_the_largest_lift() -> None:
     rows = [
         _row("under", 1e-5, _candidate({})),
-        _row("small", 1e-4, _candidate({("in", "relevance"): 0.05})),
-        _row("best", 3e-4, _candidate({("in", "relevance"): 0.12})),
-        _row("forgot", 1e-3, _candidate({("in", "relevance"): 0.2, ("out", "relevance"): -0.2})),
+        _row("small", 1e-4, _candidate({("in", "relevance"): 0.05, ("in", "token_f1"): 0.1})),
+        _row("best", 3e-4, _candidate({("in", "relevance"): 0.12, ("in", "token_f1"): 0.1})),
+        _row(
+            "forgot",
+            1e-3,
+            _candidate({**GOOD, ("in", "relevance"): 0.2, ("out", "relevance"): -0.2}),
+        ),
         _row("broke", 1e-2, _candidate({("in", "empty_output"): 1.0, **GOOD})),
     ]
     assert [r.label for r in rows] == ["underfit", "good", "good", "forgetting", "collapse"]
@@ -123,7 +128,7 @@ def test_recommend_without_a_passing_candidate_says_why() -> None:
     assert reason == "none of the 2 candidates passed the gate (1 collapse, 1 forgetting)"
     rate, reason = recommend([_row("u", 1e-6, _candidate({}))])
     assert rate is None
-    assert "1 candidate(s) passed the gate but none showed a significant in-domain lift" in reason
+    assert reason == "none of the 1 candidates passed the gate (1 underfit)"
     assert recommend([]) == (None, "the sweep has no candidates")
 
 

@@ -133,6 +133,12 @@ class OutOfDomainDelta(_Rule):
     domain: Literal["out"] = "out"
     cohort: str | None = None
     tolerance: float = Field(ge=0)
+    when_missing: Literal["inconclusive", "skip"] = "inconclusive"
+    """"skip": a dataset without this kind of evidence leaves the rule out (verdict
+    ``skipped``) instead of making it inconclusive."""
+    secondary_to: list[str] = Field(default_factory=list)
+    """Stronger evidence: when any of these metrics has out-of-domain data, this rule is
+    reported beside it (verdict ``skipped``, numbers kept) and does not decide."""
 
 
 AnyRule = NoRegression | MinImprovement | Threshold | PerplexityRatio | OutOfDomainDelta
@@ -177,23 +183,63 @@ class Policy(BaseModel):
         return self.inconclusive.get(rule.kind, DEFAULT_INCONCLUSIVE[rule.kind])
 
 
+FORGETTING_EVIDENCE: list[tuple[str, float]] = [
+    # accepted answers (``answers``): the share of facts still stated, 1/0 per question
+    ("answer_match", 0.05),
+    # similarity to the reference answer: moves with style as much as with truth
+    ("relevance_reference", 0.03),
+]
+"""Out-of-domain evidence of forgetting, strongest first, as ``(metric, tolerance)``: the
+default policy judges forgetting by the first one a dataset carries and reports the weaker
+ones beside it. The intended order is correctness first - ``answer_match`` >
+``choice_acc`` > ``target_nll`` > similarity (``relevance_reference``); a new kind of
+evidence is inserted at its rank."""
+
+LIFT_METRIC = "token_f1"
+LIFT_DELTA = 0.05
+"""The default in-domain bar: token F1 must be shown to rise by at least 0.05 (five points of
+F1, the lower bound of its interval >= 0.05): a lift a reader of the answers would notice,
+not the few hundredths brevity or a fixed opening word buys."""
+
+
+def forgetting_rules(
+    evidence: list[tuple[str, float]] | None = None,
+) -> list[OutOfDomainDelta]:
+    """One ``out_of_domain_delta`` rule per kind of evidence, strongest first: each is
+    secondary to the stronger ones; all but the weakest are skipped when a dataset lacks
+    them, so a dataset with none at all leaves the weakest rule inconclusive (a failure)."""
+    evidence = FORGETTING_EVIDENCE if evidence is None else evidence
+    return [
+        OutOfDomainDelta(
+            metric=metric,
+            tolerance=tolerance,
+            when_missing="inconclusive" if rank == len(evidence) - 1 else "skip",
+            secondary_to=[stronger for stronger, _ in evidence[:rank]],
+        )
+        for rank, (metric, tolerance) in enumerate(evidence)
+    ]
+
+
 DEFAULT_POLICY = Policy(
     rules=[
+        MinImprovement(metric=LIFT_METRIC, domain="in", delta=LIFT_DELTA),
         NoRegression(metric="relevance", domain="in", tolerance=0.03),
         NoRegression(metric="relevance", domain="out", tolerance=0.03),
         NoRegression(metric="hallucination", domain="in", tolerance=0.05),
         NoRegression(metric="hallucination", domain="out", tolerance=0.05),
-        OutOfDomainDelta(metric="relevance_reference", tolerance=0.03),
+        *forgetting_rules(),
         PerplexityRatio(metric="perplexity_word", max_ratio=1.10),
         # Collapse guards: a model that answers nothing or loops is broken whatever else says.
         Threshold(metric="empty_output", max=0.05),
         Threshold(metric="repetition", max=0.30),
     ]
 )
-"""Shipped policy: relevance (tolerance 0.03) and hallucination (0.05) must not regress in or
-out of domain; out-of-domain ``relevance_reference`` (semantic similarity to the reference
-answer, the most direct sign of forgetting) must not drop by more than 0.03; word perplexity
-may rise by at most 10 %; at most 5 % empty outputs and a mean repetition of at most 0.3."""
+"""Shipped policy: in-domain token F1 must be shown to rise by ``LIFT_DELTA``; relevance
+(tolerance 0.03) and hallucination (0.05) must not regress in or out of domain; forgetting
+is judged by the strongest out-of-domain evidence present (``FORGETTING_EVIDENCE``: accepted
+answers may lose at most 5 % of the facts; failing those, similarity to the reference may
+drop by at most 0.03); word perplexity may rise by at most 10 %; at most 5 % empty outputs
+and a mean repetition of at most 0.3."""
 
 
 def _readable(exc: ValidationError) -> str:

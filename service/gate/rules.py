@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import math
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from typing import Any, Literal
 
 import numpy as np
@@ -22,7 +22,8 @@ from service.gate.policy import (
 from service.gate.scores import EvalScores, compare_metric, paired_values, scope_text, scoped_values
 from service.gate.stats import mean_ci
 
-RuleVerdict = Literal["pass", "fail", "inconclusive_pass", "inconclusive_fail"]
+RuleVerdict = Literal["pass", "fail", "inconclusive_pass", "inconclusive_fail", "skipped"]
+"""``skipped``: a rule left out (its evidence is absent, or stronger evidence decides)."""
 
 
 @dataclass(frozen=True)
@@ -73,6 +74,9 @@ class RuleResult:
     """Binary metrics: examples the baseline got right and the candidate wrong."""
     gains: int | None = None
     """Binary metrics: examples the baseline got wrong and the candidate right."""
+    warning: str | None = None
+    """Something the verdict cannot show, e.g. an out-of-domain set the baseline (almost)
+    always gets right, which can only lose (see :mod:`service.gate.decision`)."""
 
     def to_dict(self) -> dict[str, Any]:
         """JSON-serialisable form."""
@@ -126,6 +130,20 @@ def _no_data_detail(
     return "the two evaluations share no scored example"
 
 
+def _stronger_evidence(
+    rule: NoRegression | OutOfDomainDelta | MinImprovement,
+    cand_ev: EvalScores,
+    base_ev: EvalScores,
+) -> str | None:
+    """The first metric of ``rule.secondary_to`` with paired data in the rule's scope."""
+    if not isinstance(rule, OutOfDomainDelta):
+        return None
+    for metric in rule.secondary_to:
+        if paired_values(cand_ev, base_ev, metric, rule.domain, rule.cohort)[0].size:
+            return metric
+    return None
+
+
 def _comparative_rule(
     policy: Policy,
     rule: NoRegression | OutOfDomainDelta | MinImprovement,
@@ -137,7 +155,10 @@ def _comparative_rule(
     cand, base = paired_values(cand_ev, base_ev, rule.metric, rule.domain, rule.cohort)
     if cand.size == 0:
         detail = _no_data_detail(cand_ev, base_ev, rule.metric, rule.domain, rule.cohort)
-        return _no_data(policy, rule, scope, detail)
+        missing = _no_data(policy, rule, scope, detail)
+        if isinstance(rule, OutOfDomainDelta) and rule.when_missing == "skip":
+            return replace(missing, verdict="skipped", message=f"{missing.message}: skipped")
+        return missing
     if isinstance(rule, MinImprovement):
         bar = rule.delta
         result = compare_metric(
@@ -163,6 +184,11 @@ def _comparative_rule(
     verdict: RuleVerdict = (
         _inconclusive(policy, rule) if result.verdict == "inconclusive" else result.verdict
     )
+    message = result.message
+    stronger = _stronger_evidence(rule, cand_ev, base_ev)
+    if stronger is not None:
+        verdict = "skipped"
+        message = f"secondary to {stronger}, which decides: {message}"
     return RuleResult(
         rule_id=rule.id,
         kind=rule.kind,
@@ -180,7 +206,7 @@ def _comparative_rule(
         n=result.n,
         tolerance=bar,
         min_detectable_effect=result.mde,
-        message=result.message,
+        message=message,
         needed_n=result.needed_n,
         confidence=result.confidence,
         test=result.test,

@@ -15,6 +15,7 @@ DIRECTIONS: dict[str, bool] = {
     "json_valid": True,
     "json_schema_valid": True,
     "exact_match": True,
+    "answer_match": True,
     "token_f1": True,
     "empty_output": False,
     "repetition": False,

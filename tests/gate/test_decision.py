@@ -23,12 +23,26 @@ def _candidate(shifts: dict[tuple[str, str], float], noise: float = 0.01) -> Eva
     return evaluation(DOMAINS, shifted(BASE, DOMAINS, shifts, noise=noise))
 
 
-def test_identical_candidate_passes_every_default_rule() -> None:
+LIFT = {("in", "token_f1"): 0.1}
+"""An in-domain token F1 rise that clears the default policy's lift bar (0.05)."""
+
+
+def test_identical_candidate_fails_no_regression_rule_only_the_lift_bar() -> None:
     decision = decide(DEFAULT_POLICY, evaluation(DOMAINS, BASE), BASELINE)
-    assert decision.verdict == "pass"
-    assert [r.verdict for r in decision.rules] == ["pass"] * len(DEFAULT_POLICY.rules)
-    assert decision.summary == f"pass: all {len(DEFAULT_POLICY.rules)} rules passed"
+    verdicts = {r.rule_id: r.verdict for r in decision.rules}
+    assert verdicts.pop("min_improvement:token_f1:in") == "fail"
+    assert "no lift of +0.05" in _rule(decision, "min_improvement:token_f1:in").message
+    # no answers in these examples: judged by similarity to the reference
+    assert verdicts.pop("out_of_domain_delta:answer_match:out") == "skipped"
+    assert set(verdicts.values()) == {"pass"}
     json.dumps(decision.to_dict(), allow_nan=False)
+
+
+def test_candidate_with_a_lift_and_nothing_else_passes_every_default_rule() -> None:
+    decision = decide(DEFAULT_POLICY, _candidate(LIFT), BASELINE)
+    assert decision.verdict == "pass", decision.summary
+    judged = len(DEFAULT_POLICY.rules) - 1
+    assert decision.summary == f"pass: all {judged} rules passed (1 skipped)"
 
 
 def test_in_domain_regression_beyond_tolerance_fails_the_gate() -> None:
@@ -46,7 +60,7 @@ def test_in_domain_regression_beyond_tolerance_fails_the_gate() -> None:
 
 
 def test_regression_within_tolerance_passes() -> None:
-    decision = decide(DEFAULT_POLICY, _candidate({("in", "relevance"): -0.01}), BASELINE)
+    decision = decide(DEFAULT_POLICY, _candidate({("in", "relevance"): -0.01, **LIFT}), BASELINE)
     assert _rule(decision, "no_regression:relevance:in").verdict == "pass"
     assert decision.verdict == "pass"
 
@@ -57,7 +71,7 @@ def test_hallucination_is_lower_is_better() -> None:
     assert rule.verdict == "fail"
     assert rule.effect == pytest.approx(-0.2, abs=0.01)  # negative = worse
     assert rule.candidate_value > rule.baseline_value  # type: ignore[operator]
-    better = decide(DEFAULT_POLICY, _candidate({("in", "hallucination"): -0.2}), BASELINE)
+    better = decide(DEFAULT_POLICY, _candidate({("in", "hallucination"): -0.2, **LIFT}), BASELINE)
     assert _rule(better, "no_regression:hallucination:in").effect == pytest.approx(0.2, abs=0.01)
     assert better.verdict == "pass"
 
@@ -241,3 +255,57 @@ def test_holm_turns_a_fail_that_does_not_survive_the_family_into_inconclusive() 
     assert rule.p_adjusted == pytest.approx(4 * rule.p_value)
     assert "inconclusive after Holm's correction over 4 paired rules" in rule.message
     assert holm.verdict == "pass"
+
+
+def _with_answers(
+    lost: int, gained: int, base_wrong: int, similarity_shift: float
+) -> tuple[EvalScores, EvalScores]:
+    """Out-of-domain answers: the baseline gets ``base_wrong`` of 80 wrong; the candidate
+    loses ``lost`` right ones and gains ``gained`` wrong ones; similarity moves alike."""
+    outs = sorted(k for k, d in DOMAINS.items() if d == "out")
+    base = {k: dict(v) for k, v in BASE.items()}
+    cand = shifted(BASE, DOMAINS, {**LIFT, ("out", "relevance_reference"): similarity_shift})
+    for i, key in enumerate(outs):
+        right = i >= base_wrong
+        base[key]["answer_match"] = float(right)
+        flips = (right and i < base_wrong + lost) or (not right and i < gained)
+        cand[key]["answer_match"] = float(right != flips)
+    return evaluation(DOMAINS, cand), evaluation(DOMAINS, base)
+
+
+def test_forgetting_is_judged_by_answers_when_present_and_similarity_is_secondary() -> None:
+    # 20 of 80 facts lost while the similarity to the reference *rises* (style learned)
+    candidate, baseline = _with_answers(20, 0, 20, similarity_shift=0.05)
+    decision = decide(DEFAULT_POLICY, candidate, baseline)
+    answers = _rule(decision, "out_of_domain_delta:answer_match:out")
+    assert (answers.verdict, answers.test) == ("fail", "exact McNemar")
+    assert (answers.losses, answers.gains, answers.n) == (20, 0, 80)
+    assert "20 lost / 0 gained of 80" in answers.message
+    similarity = _rule(decision, "out_of_domain_delta:relevance_reference:out")
+    assert similarity.verdict == "skipped"
+    assert similarity.effect == pytest.approx(0.05, abs=0.01)  # reported, does not decide
+    assert similarity.message.startswith("secondary to answer_match, which decides")
+    assert decision.verdict == "fail"
+
+
+def test_losses_and_gains_are_paired_both_ways() -> None:
+    # 8 lost, 12 gained of 80: change, not forgetting
+    candidate, baseline = _with_answers(8, 12, 20, similarity_shift=0.0)
+    rule = _rule(
+        decide(DEFAULT_POLICY, candidate, baseline), "out_of_domain_delta:answer_match:out"
+    )
+    assert (rule.losses, rule.gains) == (8, 12)
+    assert rule.effect == pytest.approx(4 / 80)
+    assert rule.verdict != "fail"
+    assert rule.warning is None  # a quarter of the set is wrong for the baseline
+
+
+def test_selection_bias_is_warned_when_the_baseline_gets_almost_nothing_wrong() -> None:
+    candidate, baseline = _with_answers(1, 0, 2, similarity_shift=0.0)
+    decision = decide(DEFAULT_POLICY, candidate, baseline)
+    rule = _rule(decision, "out_of_domain_delta:answer_match:out")
+    assert rule.warning is not None
+    assert "selection bias" in rule.warning
+    assert "only 2 of 80 out-of-domain examples wrong" in rule.warning
+    assert decision.warnings == [rule.warning]
+    assert "Warning: selection bias" in decision.summary

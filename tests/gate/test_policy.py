@@ -7,6 +7,8 @@ import pytest
 from service.errors import InvalidPolicy
 from service.gate.policy import (
     DEFAULT_POLICY,
+    FORGETTING_EVIDENCE,
+    MinImprovement,
     NoRegression,
     OutOfDomainDelta,
     PerplexityRatio,
@@ -19,12 +21,16 @@ from service.gate.policy import (
 def test_default_policy_round_trips_through_its_stored_json() -> None:
     stored = policy_json(DEFAULT_POLICY)
     assert parse_policy(stored) == DEFAULT_POLICY
-    assert json.loads(stored)["rules"][0]["id"] == "no_regression:relevance:in"
+    assert json.loads(stored)["rules"][0]["id"] == "min_improvement:token_f1:in"
+    assert json.loads(stored)["family_wise"] == "holm"
 
 
 def test_default_policy_covers_regression_forgetting_perplexity_and_collapse() -> None:
     kinds = {type(rule) for rule in DEFAULT_POLICY.rules}
-    assert kinds == {NoRegression, OutOfDomainDelta, PerplexityRatio, Threshold}
+    assert kinds == {MinImprovement, NoRegression, OutOfDomainDelta, PerplexityRatio, Threshold}
+    lift = next(r for r in DEFAULT_POLICY.rules if isinstance(r, MinImprovement))
+    assert (lift.metric, lift.domain, lift.delta) == ("token_f1", "in", 0.05)
+    assert DEFAULT_POLICY.inconclusive_outcome(lift) == "fail"  # a lift must be shown
     regression = {(r.metric, r.domain) for r in DEFAULT_POLICY.rules if isinstance(r, NoRegression)}
     assert regression == {
         ("relevance", "in"),
@@ -34,7 +40,13 @@ def test_default_policy_covers_regression_forgetting_perplexity_and_collapse() -
     }
     ratio = next(r for r in DEFAULT_POLICY.rules if isinstance(r, PerplexityRatio))
     assert ratio.max_ratio == pytest.approx(1.10)
-    ood = next(r for r in DEFAULT_POLICY.rules if isinstance(r, OutOfDomainDelta))
+    forgetting = [r for r in DEFAULT_POLICY.rules if isinstance(r, OutOfDomainDelta)]
+    # strongest evidence first: correctness, then similarity as a secondary signal
+    assert [(r.metric, r.tolerance) for r in forgetting] == FORGETTING_EVIDENCE
+    assert [r.metric for r in forgetting] == ["answer_match", "relevance_reference"]
+    assert [r.when_missing for r in forgetting] == ["skip", "inconclusive"]
+    assert forgetting[1].secondary_to == ["answer_match"]
+    ood = forgetting[-1]
     assert DEFAULT_POLICY.inconclusive_outcome(ood) == "fail"
     assert DEFAULT_POLICY.inconclusive_outcome(ratio) == "pass"
 
