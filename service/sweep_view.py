@@ -15,7 +15,7 @@ from sqlalchemy.orm import Session
 from service import decisions
 from service.db.models import Candidate, Evaluation
 from service.families import get_family, policy_of
-from service.gate.policy import MinImprovement, OutOfDomainDelta, Policy
+from service.gate.labels import lift_metric_of, ood_metric_of
 from service.gate.scores import compare_metric
 from service.gate.stats import PairedResult
 from service.jsontypes import JSONObject, JSONValue
@@ -23,24 +23,6 @@ from service.queries import decisions as decision_queries
 from service.queries import evaluations as evaluation_queries
 from service.remembered import Remembered, decision_key
 from service.sweeps import SweepRow, recommend, sweep_row
-
-DEFAULT_LIFT_METRIC = "token_f1"
-DEFAULT_OOD_METRIC = "relevance_reference"
-
-
-def lift_metric_of(policy: Policy) -> str:
-    """The in-domain target metric: the policy's first min_improvement rule, else token F1."""
-    for rule in policy.rules:
-        if isinstance(rule, MinImprovement):
-            return rule.metric
-    return DEFAULT_LIFT_METRIC
-
-
-def ood_metric_of(policy: Policy) -> str:
-    for rule in policy.rules:
-        if isinstance(rule, OutOfDomainDelta):
-            return rule.metric
-    return DEFAULT_OOD_METRIC
 
 
 @dataclass(frozen=True)
@@ -148,6 +130,7 @@ def sweep_view(
             continue
         policy = policies[decision_row.policy_id]
         metric = lift_metric or lift_metric_of(policy)
+        decision = decisions.decision_of(decision_row)
         measured = remembered[evaluation.id]
         if measured is None:
             cand_scores = scores[evaluation.id]
@@ -157,7 +140,11 @@ def sweep_view(
                 (
                     compare_metric(cand_scores, base_scores, metric, policy, domain="in"),
                     compare_metric(
-                        cand_scores, base_scores, ood_metric_of(policy), policy, domain="out"
+                        cand_scores,
+                        base_scores,
+                        ood_metric_of(policy, decision),
+                        policy,
+                        domain="out",
                     ),
                     compare_metric(cand_scores, base_scores, "hallucination", policy, domain="all"),
                 ),
@@ -167,7 +154,7 @@ def sweep_view(
         row = sweep_row(
             str(candidate.id),
             candidate.learning_rate,
-            decisions.decision_of(decision_row),
+            decision,
             lift=lift if lift.n else None,
             ood=ood if ood.n else None,
             hallucination=halluc if halluc.n else None,

@@ -53,7 +53,8 @@ FORGETTING = {**GOOD, ("out", "relevance_reference"): -0.1}
         ({("in", "relevance"): -0.02}, 20.0, "underfit", "fail", "no significant"),
         (FORGETTING, 20.5, "forgetting", "fail", "out_of_domain_delta:relevance_reference:out"),
         ({**GOOD, ("in", "empty_output"): 1.0}, 20.5, "collapse", "fail", "collapse threshold"),
-        (FORGETTING, 50.0, "collapse", "fail", "perplexity ratio 2.5"),
+        # a perplexity blow-up with fluent answers is forgetting, not collapse
+        ({**GOOD}, 50.0, "forgetting", "fail", "perplexity ratio 2.5 > 2 x the allowed 1.1"),
         # A perplexity rise that fails the gate but is no blow-up: the training still worked.
         (GOOD, 26.0, "good", "fail", "significant in-domain lift"),
     ],
@@ -125,7 +126,7 @@ def test_recommend_without_a_passing_candidate_says_why() -> None:
     failing = [_row("f", 1e-3, _candidate(FORGETTING)), _row("c", 1e-2, _candidate({}, 60.0))]
     rate, reason = recommend(failing)
     assert rate is None
-    assert reason == "none of the 2 candidates passed the gate (1 collapse, 1 forgetting)"
+    assert reason == "none of the 2 candidates passed the gate (2 forgetting)"
     rate, reason = recommend([_row("u", 1e-6, _candidate({}))])
     assert rate is None
     assert reason == "none of the 1 candidates passed the gate (1 underfit)"
