@@ -10,7 +10,7 @@ from service.aliases import PRODUCTION
 from service.api.schemas.common import Page, UtcDateTime
 
 Verdict = Literal["pass", "fail"]
-RuleVerdict = Literal["pass", "fail", "inconclusive_pass", "inconclusive_fail"]
+RuleVerdict = Literal["pass", "fail", "inconclusive_pass", "inconclusive_fail", "skipped"]
 
 
 class RuleResultOut(BaseModel):
@@ -40,6 +40,17 @@ class RuleResultOut(BaseModel):
     confidence: float | None = None
     domain: str | None = None
     cohort: str | None = None
+    test: str | None = Field(
+        default=None,
+        description='What decided: "exact McNemar" / "Tango score" (binary scores), '
+        '"paired t", "no spread" or "none"',
+    )
+    p_adjusted: float | None = Field(default=None, description="p_value after Holm's correction")
+    losses: int | None = Field(default=None, description="Binary: right → wrong examples")
+    gains: int | None = Field(default=None, description="Binary: wrong → right examples")
+    warning: str | None = Field(
+        default=None, description="What the verdict cannot show, e.g. selection bias"
+    )
 
 
 class DecisionOut(BaseModel):

@@ -56,6 +56,10 @@ class SweepRowOut(BaseModel):
     empty_output: float | None = None
     repetition: float | None = None
     training_diagnosis: str | None = None
+    ood_regression: str | None = Field(
+        default=None,
+        description="The out-of-domain rule showing a significant regression (never recommended)",
+    )
     lift_metric: str | None = Field(default=None, description="The in-domain target metric")
     lift_significant: bool | None = None
 
