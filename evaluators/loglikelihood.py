@@ -27,8 +27,8 @@ VERSION = "1"
 
 _BIG = 1e9
 METRICS: tuple[Metric, ...] = (
-    Metric("choice_acc", higher_is_better=True),
-    Metric("choice_acc_norm", higher_is_better=True),
+    Metric("choice_acc", higher_is_better=True, binary=True),
+    Metric("choice_acc_norm", higher_is_better=True, binary=True),
     Metric("choice_margin", higher_is_better=True, low=-_BIG, high=_BIG),
     Metric("target_nll", higher_is_better=False, low=0.0, high=_BIG),
     Metric("target_logprob", higher_is_better=True, low=-_BIG, high=0.0),

@@ -37,6 +37,13 @@ def metric_directions() -> dict[str, bool]:
     return {name: metric.higher_is_better for name, (_, metric) in registry.metric_index().items()}
 
 
+@lru_cache(maxsize=1)
+def binary_metrics() -> frozenset[str]:
+    """Metrics whose scores are 0 or 1 (the gate judges them with exact paired tests)."""
+    metrics = [metric for _, metric in registry.metric_index().values()]
+    return frozenset(m.name for m in [*metrics, *loglikelihood.METRICS] if m.binary)
+
+
 # --- the scores the gate judges ------------------------------------------------------------
 
 
@@ -50,7 +57,7 @@ def scores_of_many(session: Session, evaluations: Iterable[Evaluation]) -> dict[
     scores = scores_by_evaluation(session, wanted)
     metrics = model_metrics(session, wanted)
     directions = metric_directions()
-    binary = frozenset(name for name, (_, m) in registry.metric_index().items() if m.binary)
+    binary = binary_metrics()
     out: dict[int, EvalScores] = {}
     for evaluation_id, evaluation in wanted.items():
         rows = examples[evaluation.dataset_version_id]
