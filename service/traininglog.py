@@ -4,22 +4,25 @@ Accepted formats: a Hugging Face ``trainer_state.json`` (its ``log_history``; en
 without ``loss``, i.e. evaluation and end-of-training summaries, are skipped) or JSONL with
 one ``{"step", "loss", "learning_rate", "grad_norm"}`` object per line.
 
-Diagnosis labels, in order of precedence. The loss curve gets exactly one of the first three
-(or none); ``no_warmup`` is judged on the learning rate independently, so ``flags`` holds the
-curve's label and/or ``no_warmup``, and ``label`` is the first of them:
+The headline ``label`` is the loss curve's class, in order of precedence:
 
 1. ``diverged`` - a NaN/infinite loss; or the loss ends clearly above where it started
    (late-window mean > ``DIVERGED_FACTOR`` x the first logged loss); or a rising trend (late
    mean above the early mean and a significantly positive Spearman correlation with step).
-2. ``oscillating`` - large swings (mean |relative step change| > ``SWING``, and the
-   differences flip sign at least ``FLIP_RATE`` of the time) without real progress (relative
-   decrease < ``PLATEAU_DECREASE`` or no significantly negative trend).
+2. ``oscillating`` - judged on the loss's *relative* (log-scale) jumps, since a loss near
+   0.02 that leaps to 1.0 is a 50x jump however small it looks in absolute terms: either in
+   the last ``LATE_STEPS`` steps the loss leaps up *and* back down by more than
+   ``LEAP_FACTOR`` x at least ``LEAPS`` times each (unstable even if it fell a lot before),
+   or over the whole run the mean |log step change| exceeds ``log(1 + SWING)`` with the
+   direction flipping at least ``FLIP_RATE`` of the time and no real progress.
 3. ``plateau`` - the early-to-late relative decrease is below ``PLATEAU_DECREASE``: the rate
    may be too low.
-4. ``no_warmup`` - the loss looks healthy, but the learning rate at the first logged step is
-   already >= ``WARMUP_PEAK_SHARE`` of the peak; it is also added as a secondary reason to
-   any other label.
-5. ``healthy``.
+4. ``healthy``.
+
+``no_warmup`` is a *note* beside the label (``notes``), never the headline: the learning
+rate at the first logged step is already >= ``WARMUP_PEAK_SHARE`` of the peak. A constant
+rate with a healthy curve is ``healthy`` with that note. ``flags`` lists the curve's class
+(unless healthy) and the notes, for filtering.
 
 The early and late windows are the first and last fifth of the logged steps (at least 2).
 """
@@ -37,7 +40,8 @@ from scipy import stats
 
 from service.errors import InvalidTrainingLog
 
-DiagnosisLabel = Literal["diverged", "oscillating", "plateau", "no_warmup", "healthy"]
+DiagnosisLabel = Literal["diverged", "oscillating", "plateau", "healthy"]
+Flag = Literal["diverged", "oscillating", "plateau", "no_warmup"]
 
 MIN_POINTS = 4
 DIVERGED_FACTOR = 1.5
@@ -46,6 +50,9 @@ FLIP_RATE = 0.5
 PLATEAU_DECREASE = 0.05
 WARMUP_PEAK_SHARE = 0.95
 TREND_ALPHA = 0.05
+LATE_STEPS = 10
+LEAP_FACTOR = 2.0
+LEAPS = 2
 
 
 @dataclass(frozen=True)
@@ -77,10 +84,13 @@ class Diagnosis:
     """What the loss curve suggests, with the figures behind it (all finite floats)."""
 
     label: DiagnosisLabel
+    """The loss curve's class: the headline."""
     figures: dict[str, float]
     reasons: list[str]
-    flags: list[DiagnosisLabel] = field(default_factory=list)
-    """The curve's label and/or ``no_warmup``, main one first: ``["plateau", "no_warmup"]``."""
+    flags: list[Flag] = field(default_factory=list)
+    """The curve's class (unless healthy) and the notes: ``["plateau", "no_warmup"]``."""
+    notes: list[Literal["no_warmup"]] = field(default_factory=list)
+    """Findings beside the headline, e.g. ``no_warmup``."""
 
     def to_dict(self) -> dict[str, Any]:
         """JSON-serialisable form."""
@@ -205,8 +215,9 @@ def diagnose(points: list[LogPoint]) -> Diagnosis:
         figures |= {"first_step": float(points[0].step), "last_step": float(points[-1].step)}
     warmup_figures, warmup_reason = _warmup(points)
     figures |= warmup_figures
-    flags: list[DiagnosisLabel] = []
+    flags: list[Flag] = []
     reasons: list[str] = []
+    label: DiagnosisLabel = "healthy"
 
     finite = np.isfinite(losses)
     if not finite.all():
@@ -216,6 +227,7 @@ def diagnose(points: list[LogPoint]) -> Diagnosis:
         if finite.any():
             figures["max_finite_loss"] = float(np.max(losses[finite]))
         flags.append("diverged")
+        label = "diverged"
         reasons.append(f"loss is {first_bad.loss} at step {first_bad.step}")
     elif len(points) < MIN_POINTS:
         raise InvalidTrainingLog(
@@ -223,19 +235,30 @@ def diagnose(points: list[LogPoint]) -> Diagnosis:
         )
     else:
         curve_label, curve_reason, curve_figures = _curve(losses)
-        flags += [curve_label] if curve_label else []
+        if curve_label is not None:
+            flags.append(curve_label)
+            label = curve_label
         reasons.append(curve_reason)
         figures |= curve_figures
+    notes: list[Literal["no_warmup"]] = []
     if warmup_reason is not None:
         flags.append("no_warmup")
-        reasons.append(warmup_reason)
-    label: DiagnosisLabel = flags[0] if flags else "healthy"
-    return Diagnosis(label=label, figures=figures, reasons=reasons, flags=flags)
+        notes.append("no_warmup")
+        reasons.append(f"note: {warmup_reason}")
+    return Diagnosis(label=label, figures=figures, reasons=reasons, flags=flags, notes=notes)
+
+
+def _late_leaps(losses: np.ndarray[Any, np.dtype[np.float64]]) -> tuple[int, int]:
+    """Upward and downward jumps by more than LEAP_FACTOR x in the last LATE_STEPS steps."""
+    late = np.log(np.maximum(losses[-(LATE_STEPS + 1) :], 1e-12))
+    steps = np.diff(late)
+    leap = math.log(LEAP_FACTOR)
+    return int(np.count_nonzero(steps > leap)), int(np.count_nonzero(steps < -leap))
 
 
 def _curve(
     losses: np.ndarray[Any, np.dtype[np.float64]],
-) -> tuple[DiagnosisLabel | None, str, dict[str, float]]:
+) -> tuple[Literal["diverged", "oscillating", "plateau"] | None, str, dict[str, float]]:
     """The curve's label (None = healthy), its reason and the figures, for a finite loss
     curve of at least MIN_POINTS steps. Checked in precedence order; the first match wins."""
     window = max(2, losses.size // 5)
@@ -243,10 +266,10 @@ def _curve(
     scale = max(abs(early), 1e-12)
     decrease = (early - late) / scale
     rho, p_trend = _trend(losses)
-    steps = np.diff(losses)
-    previous = np.maximum(np.abs(losses[:-1]), 1e-12)
-    swing = float(np.mean(np.abs(steps) / previous))
-    signs = np.sign(steps[steps != 0])
+    log_steps = np.diff(np.log(np.maximum(losses, 1e-12)))
+    swing = float(np.expm1(np.mean(np.abs(log_steps))))  # typical relative jump
+    signs = np.sign(log_steps[log_steps != 0])
+    ups, downs = _late_leaps(losses)
     flip_rate = float(np.mean(signs[1:] != signs[:-1])) if signs.size > 1 else 0.0
     figures = {
         "window": float(window),
@@ -259,6 +282,8 @@ def _curve(
         "spearman_p": p_trend,
         "mean_abs_relative_change": swing,
         "sign_flip_rate": flip_rate,
+        "late_leaps_up": float(ups),
+        "late_leaps_down": float(downs),
     }
     first = float(losses[0])
     if late > DIVERGED_FACTOR * first and late > first:
@@ -270,6 +295,12 @@ def _curve(
             f"loss rises with step (Spearman rho {rho:.2f}, p={p_trend:.2g})",
             figures,
         )
+    if ups >= LEAPS and downs >= LEAPS:
+        reason = (
+            f"in the last {min(LATE_STEPS, losses.size - 1)} steps the loss leaps up more than "
+            f"{LEAP_FACTOR:g}x {ups} times and falls back {downs} times (log-scale jumps)"
+        )
+        return "oscillating", reason, figures
     progressing = decrease >= PLATEAU_DECREASE and rho < 0 and p_trend < TREND_ALPHA
     if not progressing and swing > SWING and flip_rate >= FLIP_RATE:
         reason = (

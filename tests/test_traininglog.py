@@ -109,17 +109,41 @@ def test_each_label_with_the_figure_behind_it(
     json.dumps(diagnosis.to_dict(), allow_nan=False)
 
 
-def test_no_warmup_is_the_label_only_when_the_loss_is_healthy() -> None:
+def test_no_warmup_is_a_note_never_the_headline() -> None:
     constant = [1e-3] * 40
     healthy = diagnose(_points(DECAY, constant))
-    assert healthy.label == "no_warmup"
+    assert healthy.label == "healthy"  # a constant rate with a healthy curve: no finding
+    assert healthy.notes == ["no_warmup"]
     assert healthy.flags == ["no_warmup"]
     assert healthy.figures["first_lr"] == healthy.figures["peak_lr"] == 1e-3
-    assert "already the peak" in healthy.reasons[-1]
+    assert healthy.reasons[-1].startswith("note: learning rate at the first logged step")
     plateau = diagnose(_points(FLAT, constant))
     assert plateau.label == "plateau"
     assert plateau.flags == ["plateau", "no_warmup"]
+    assert plateau.notes == ["no_warmup"]
     assert len(plateau.reasons) == 2
+
+
+# the demo's 1e-3 run: the loss falls from 3 to 0.02, then leaps to ~1.0 and back
+LEAPING = np.concatenate(
+    [
+        3.0 * np.exp(-np.arange(30) / 7) + 0.02,
+        [0.02, 1.0, 0.02, 0.9, 0.03, 1.1, 0.02, 0.8, 0.02, 0.03],
+    ]
+)
+
+
+def test_leaps_from_002_to_1_in_the_last_ten_steps_are_oscillating() -> None:
+    diagnosis = diagnose(_points(LEAPING))
+    assert diagnosis.label == "oscillating"
+    assert diagnosis.figures["relative_decrease"] > 0.5  # it did fall a lot before
+    assert diagnosis.figures["late_leaps_up"] == 4
+    assert diagnosis.figures["late_leaps_down"] >= 4
+    assert "leaps up more than 2x 4 times" in diagnosis.reasons[0]
+    # the same swings in absolute terms on a loss near 3 are ordinary noise: healthy
+    calm = LEAPING.copy()
+    calm[-10:] = 0.5 + np.array([0.02, 0.05, 0.02, 0.04, 0.03, 0.05, 0.02, 0.04, 0.02, 0.03])
+    assert diagnose(_points(calm)).label != "oscillating"
 
 
 def test_precedence_diverged_over_oscillating_over_plateau() -> None:

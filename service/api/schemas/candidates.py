@@ -89,6 +89,9 @@ class DiagnosisOut(BaseModel):
     figures: dict[str, float]
     reasons: list[str]
     flags: list[str] = Field(default_factory=list)
+    notes: list[str] = Field(
+        default_factory=list, description="Findings beside the headline label, e.g. no_warmup"
+    )
 
 
 class CandidateOut(BaseModel):
