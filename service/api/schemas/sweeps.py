@@ -62,6 +62,10 @@ class SweepRowOut(BaseModel):
     )
     lift_metric: str | None = Field(default=None, description="The in-domain target metric")
     lift_significant: bool | None = None
+    repeats: list[int] = Field(
+        default_factory=list,
+        description="Later submissions of the same weights to this sweep (shown on this row)",
+    )
 
     @classmethod
     def of(cls, candidate: SweepCandidate) -> Self:
@@ -82,6 +86,7 @@ class SweepRowOut(BaseModel):
                 "diagnosis": candidate.diagnosis,
                 "training_log": candidate.training_log,
                 "decision_id": candidate.decision_id,
+                "repeats": candidate.repeats,
                 "lift_metric": candidate.lift_metric,
                 "lift_significant": candidate.lift_significant,
             }
