@@ -24,6 +24,7 @@ _STYLE = {
     "fail": "bold red",
     "inconclusive_pass": "yellow",
     "inconclusive_fail": "red",
+    "skipped": "dim",
 }
 
 
@@ -123,7 +124,8 @@ def junit_xml(
     errors = 1 if error is not None else 0
     tests = len(rules) + errors
     attrs = {"name": suite, "tests": str(tests), "failures": str(failures)}
-    attrs |= {"errors": str(errors), "skipped": "0", "time": "0"}
+    skipped = sum(1 for r in rules if r.verdict == "skipped")
+    attrs |= {"errors": str(errors), "skipped": str(skipped), "time": "0"}
     root.attrib.update({k: attrs[k] for k in ("tests", "failures", "errors")})
     testsuite = ET.SubElement(root, "testsuite", attrs)
     if error is not None:
@@ -144,6 +146,8 @@ def junit_xml(
             )
             failure.attrib["type"] = verdict
             failure.text = _rule_text(rule)
+        elif verdict == "skipped":
+            ET.SubElement(case, "skipped", {"message": rule.message[:500]})
         else:
             ET.SubElement(case, "system-out").text = f"{verdict}: {_rule_text(rule)}"
     ET.indent(root)
