@@ -18,7 +18,7 @@ import re
 from collections.abc import Sequence
 from typing import ClassVar
 
-from evaluators.base import Evaluator, Example, Metric, check_batch, check_scores
+from evaluators.base import Evaluator, Example, Metric
 from evaluators.normalize import squad_normalize
 
 _UNITS = {
@@ -103,13 +103,9 @@ class AnswerMatchEvaluator(Evaluator):
     )
     needs: ClassVar[frozenset[str]] = frozenset({"answers"})
 
-    def score(self, examples: Sequence[Example], outputs: Sequence[str]) -> list[dict[str, float]]:
+    def _score(self, examples: Sequence[Example], outputs: Sequence[str]) -> list[dict[str, float]]:
         """``{"answer_match": 0.0 | 1.0}`` per example with answers; ``{}`` otherwise."""
-        check_batch(examples, outputs)
-        scores: list[dict[str, float]] = []
-        for example, output in zip(examples, outputs, strict=True):
-            if example.answers:
-                scores.append({"answer_match": answer_match(output, example.answers)})
-            else:
-                scores.append({})
-        return check_scores(self, examples, scores)
+        return [
+            {"answer_match": answer_match(output, example.answers)} if example.answers else {}
+            for example, output in zip(examples, outputs, strict=True)
+        ]

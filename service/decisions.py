@@ -40,8 +40,7 @@ def metric_directions() -> dict[str, bool]:
 @lru_cache(maxsize=1)
 def binary_metrics() -> frozenset[str]:
     """Metrics whose scores are 0 or 1 (the gate judges them with exact paired tests)."""
-    metrics = [metric for _, metric in registry.metric_index().values()]
-    return frozenset(m.name for m in [*metrics, *loglikelihood.METRICS] if m.binary)
+    return frozenset(name for name, (_, m) in registry.metric_index().items() if m.binary)
 
 
 # --- the scores the gate judges ------------------------------------------------------------
