@@ -41,6 +41,7 @@ from service.errors import (
 from service.evaluation_commands import create_evaluation
 from service.evaluations import resolve_dataset
 from service.families import get_family
+from service.jsontypes import JSONObject
 from service.settings import Settings
 from service.traininglog import diagnose, parse_training_log
 
@@ -128,7 +129,7 @@ def _replay(session: Session, candidate: Candidate, spec: CandidateSpec) -> Subm
     return Submission(candidate, evaluation, [], replayed=True)
 
 
-def _read_training_log(log: TrainingLogText) -> tuple[list[Any], dict[str, Any]]:
+def _read_training_log(log: TrainingLogText) -> tuple[list[JSONObject], JSONObject]:
     """Parse and diagnose a training log; raises ``InvalidTrainingLog``."""
     points = parse_training_log(log.text, log.filename)
     return [p.to_dict() for p in points], asdict(diagnose(points))
@@ -162,8 +163,8 @@ def submit_candidate(
     roots: Sequence[Path] = [*settings.allowed_checkpoint_roots, settings.uploads_dir]
     release(session)  # unpacking and hashing hold no connection and no write lock
     info = inspect_checkpoint(locate(), roots, kind=spec.kind)
-    points: list[Any] | None = None
-    diagnosis: dict[str, Any] | None = None
+    points: list[JSONObject] | None = None
+    diagnosis: JSONObject | None = None
     if spec.training_log is not None:
         points, diagnosis = _read_training_log(spec.training_log)
     candidate = Candidate(

@@ -22,9 +22,10 @@ import stat
 from collections.abc import Collection, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Literal
+from typing import Literal
 
 from service.errors import CheckpointNotVisible, CheckpointRejected
+from service.jsontypes import JSONObject
 
 CheckpointKind = Literal["lora", "full"]
 
@@ -60,8 +61,8 @@ class CheckpointInfo:
     files: tuple[str, ...]
     digests: dict[str, str]
     base_model: str | None
-    adapter_config: dict[str, Any] | None
-    config: dict[str, Any] | None
+    adapter_config: JSONObject | None
+    config: JSONObject | None
 
     @property
     def digest(self) -> str:
@@ -146,7 +147,7 @@ def _walk(folder: Path, roots: Sequence[Path]) -> Iterator[tuple[str, Path]]:
                 raise CheckpointRejected(f"{rel!r} is not a regular file or directory")
 
 
-def _read_json(path: Path, rel: str) -> dict[str, Any]:
+def _read_json(path: Path, rel: str) -> JSONObject:
     try:
         data = json.loads(path.read_text(encoding="utf-8"))
     except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:

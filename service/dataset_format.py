@@ -39,7 +39,7 @@ import json
 import math
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
-from typing import Annotated, Any, Literal, TypeVar
+from typing import Annotated, Literal, TypeVar
 
 import jsonschema
 from pydantic import (
@@ -54,6 +54,7 @@ from pydantic_core import ErrorDetails
 
 from evaluators.base import Example
 from service.errors import InvalidDataset
+from service.jsontypes import JSONObject, JSONValue
 
 _KEY_MAX = 200
 
@@ -75,7 +76,7 @@ class GenerationConfig(_Record):
     chat_template: bool = True
     system: str | None = Field(default=None, min_length=1)
 
-    def stored(self) -> dict[str, Any]:
+    def stored(self) -> JSONObject:
         """The canonical (and stored) form: ``system`` only when set."""
         return self.model_dump(exclude_none=True)
 
@@ -101,7 +102,7 @@ class ExampleRecord(_Record):
     context: str | None = None
     domain: Literal["in", "out"] = "in"
     cohort: str | None = Field(default=None, max_length=_KEY_MAX)
-    json_schema: dict[str, Any] | None = None
+    json_schema: JSONObject | None = None
     answers: list[Annotated[str, Field(min_length=1)]] | None = Field(default=None, min_length=1)
     choices: list[Annotated[str, Field(min_length=1)]] | None = Field(default=None, min_length=2)
     answer: int | None = Field(default=None, ge=0)
@@ -145,7 +146,7 @@ class ExampleRecord(_Record):
 
     @field_validator("json_schema")
     @classmethod
-    def _valid_schema(cls, value: dict[str, Any] | None) -> dict[str, Any] | None:
+    def _valid_schema(cls, value: JSONObject | None) -> JSONObject | None:
         if value is not None:
             try:
                 jsonschema.validators.validator_for(value).check_schema(value)
@@ -181,12 +182,13 @@ OPTIONAL_FIELDS = (
 )
 
 
-def example_record(example: Example) -> dict[str, Any]:
+def example_record(example: Example) -> JSONObject:
     """The canonical record: ``id``, ``input`` or ``messages``, ``domain`` and the
     optional fields that are set."""
-    out: dict[str, Any] = {"id": example.id, "domain": example.domain}
+    out: JSONObject = {"id": example.id, "domain": example.domain}
     if example.messages is not None:
-        out["messages"] = example.messages
+        messages: list[JSONValue] = [{**message} for message in example.messages]
+        out["messages"] = messages
     else:
         out["input"] = example.input
     for name in OPTIONAL_FIELDS:
@@ -213,12 +215,12 @@ class ParsedDataset:
         return hashlib.sha256(self.canonical.encode("utf-8")).hexdigest()
 
 
-def _dumps(record: dict[str, Any]) -> str:
+def _dumps(record: JSONObject) -> str:
     return json.dumps(record, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
 
 
 def canonical_jsonl(
-    generation: dict[str, Any], examples: Sequence[Example], heldout: Sequence[str]
+    generation: JSONObject, examples: Sequence[Example], heldout: Sequence[str]
 ) -> str:
     """The canonical text whose sha256 is a version's digest (no trailing newline)."""
     lines = [_dumps({"generation": generation})]
@@ -331,7 +333,7 @@ def _line(number: int) -> str:
     return f"line {number}"
 
 
-def _load_line(number: int, line: str, where: Where = _line) -> dict[str, Any]:
+def _load_line(number: int, line: str, where: Where = _line) -> JSONObject:
     try:
         obj = json.loads(line, parse_constant=_refuse_constant)
     except json.JSONDecodeError as exc:
@@ -352,7 +354,7 @@ def _load_line(number: int, line: str, where: Where = _line) -> dict[str, Any]:
 
 
 def _validate(
-    model: type[_R], obj: dict[str, Any], number: int, kind: str, where: Where = _line
+    model: type[_R], obj: JSONObject, number: int, kind: str, where: Where = _line
 ) -> _R:
     try:
         return model.model_validate(obj)

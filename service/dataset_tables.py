@@ -31,6 +31,7 @@ from pydantic import ValidationError
 
 from service.dataset_format import ExampleRecord, GenerationConfig, parse_dataset
 from service.errors import InvalidDataset
+from service.jsontypes import JSONObject
 
 TABLE_SUFFIXES = (".parquet", ".csv")
 FIELDS = tuple(name for name in ExampleRecord.model_fields)
@@ -41,7 +42,7 @@ def _row(number: int) -> str:
     return f"row {number}"
 
 
-def read_rows(path: Path) -> list[dict[str, Any]]:
+def read_rows(path: Path) -> list[JSONObject]:
     """The table's rows as dicts (column → cell). Raises :class:`InvalidDataset`."""
     suffix = path.suffix.lower()
     if suffix == ".csv":
@@ -50,7 +51,7 @@ def read_rows(path: Path) -> list[dict[str, Any]]:
         except UnicodeDecodeError as exc:
             raise InvalidDataset(f"{path.name}: not valid UTF-8") from exc
         reader = csv.DictReader(io.StringIO(text, newline=""))
-        rows: list[dict[str, Any]] = []
+        rows: list[JSONObject] = []
         for row in reader:
             if None in row:  # more cells than header columns
                 raise InvalidDataset(

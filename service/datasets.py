@@ -8,7 +8,7 @@ so a refused push stores nothing.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any, Literal
+from typing import Literal
 
 from sqlalchemy import func, select
 from sqlalchemy.dialects.postgresql import insert as postgresql_insert
@@ -19,6 +19,7 @@ from service.dataset_format import ParsedDataset, canonical_jsonl, parse_dataset
 from service.db.base import Base
 from service.db.models import Dataset, DatasetExample, DatasetVersion, HeldoutText
 from service.errors import Conflict, DatasetNotFound, DatasetVersionNotFound, InvalidRequest
+from service.jsontypes import JSONObject
 from service.queries.examples import examples_of, heldout_of
 
 VersionRef = int | Literal["latest"]
@@ -44,7 +45,7 @@ class PushResult:
 
 
 def _insert_unless_conflict(
-    session: Session, model: type[Base], values: dict[str, Any]
+    session: Session, model: type[Base], values: JSONObject
 ) -> int | None:
     """``INSERT ... ON CONFLICT DO NOTHING RETURNING id``: the new row's id, or ``None``
     when a unique constraint already holds such a row (a concurrent push's).

@@ -12,8 +12,8 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 from functools import lru_cache
-from typing import Any
 
+from pydantic import TypeAdapter
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
@@ -23,6 +23,7 @@ from service.db.models import Candidate, Evaluation, Family, GateDecision
 from service.errors import DecisionNotFound, EvaluationNotFinished, EvaluationNotFound
 from service.families import current_policy, policy_of
 from service.gate.decision import Decision, EvalScores, RuleResult, decide
+from service.jsontypes import JSONObject
 from service.lifecycle import SUCCEEDED
 from service.queries import decisions as decision_queries
 from service.queries import evaluations as evaluation_queries
@@ -76,11 +77,15 @@ def scores_of(session: Session, evaluation: Evaluation) -> EvalScores:
     return scores_of_many(session, [evaluation])[evaluation.id]
 
 
+_RULES = TypeAdapter(list[RuleResult])
+"""Stored rule results (JSON) back into the gate's dataclass, checked field by field."""
+
+
 def decision_of(row: GateDecision) -> Decision:
     """A stored decision as the gate's :class:`Decision`."""
     return Decision(
         verdict="pass" if row.verdict == "pass" else "fail",
-        rules=[RuleResult(**rule) for rule in row.rules],
+        rules=_RULES.validate_python(row.rules),
         summary=row.summary,
     )
 
@@ -131,7 +136,7 @@ def decide_evaluation(session: Session, evaluation: Evaluation) -> GateDecision:
     return row
 
 
-def _event(row: GateDecision, candidate: Candidate) -> dict[str, Any]:
+def _event(row: GateDecision, candidate: Candidate) -> JSONObject:
     """The ``decision.made`` webhook's data."""
     return {
         "decision_id": row.id,
@@ -218,7 +223,7 @@ def decision_for_evaluation(session: Session, evaluation_id: int) -> GateDecisio
     )
 
 
-def decision_payload(session: Session, decision: GateDecision) -> dict[str, Any]:
+def decision_payload(session: Session, decision: GateDecision) -> dict[str, object]:
     """A stored decision with its policy version, as the API returns it."""
     policy = decision_queries.policies_by_id(session, [decision.policy_id])[decision.policy_id]
     return {

@@ -21,6 +21,7 @@ from service.db.base import utcnow
 from service.db.models import Candidate, DatasetVersion, Evaluation, Family
 from service.evaluations import get_evaluation, resolve_dataset
 from service.families import baseline_candidate
+from service.jsontypes import JSONObject
 from service.lifecycle import (
     CANCELLED,
     QUEUED,
@@ -36,16 +37,16 @@ from service.settings import Settings
 #: A baseline evaluation in one of these states is reused; failed/cancelled ones are not.
 REUSABLE_STATUSES = (SUCCEEDED, RUNNING, QUEUED)
 #: Added to the dataset version's generation config unless it sets them itself.
-DEFAULT_CONFIG: dict[str, Any] = {"dtype": "auto", "seed": 0}
+DEFAULT_CONFIG: JSONObject = {"dtype": "auto", "seed": 0}
 
 
-def evaluation_config(version: DatasetVersion) -> dict[str, Any]:
+def evaluation_config(version: DatasetVersion) -> JSONObject:
     """The dataset version's generation config with the defaults it does not set."""
     return {**DEFAULT_CONFIG, **(version.generation or {})}
 
 
 def _reusable_baseline(
-    session: Session, candidate_id: int, version_id: int, config: dict[str, Any]
+    session: Session, candidate_id: int, version_id: int, config: JSONObject
 ) -> Evaluation | None:
     rows = session.scalars(
         select(Evaluation)
@@ -64,7 +65,7 @@ def _reusable_baseline(
 
 
 def _new_evaluation(
-    session: Session, candidate: Candidate, version: DatasetVersion, config: dict[str, Any]
+    session: Session, candidate: Candidate, version: DatasetVersion, config: JSONObject
 ) -> Evaluation:
     evaluation = Evaluation(
         candidate_id=candidate.id,

@@ -31,6 +31,7 @@ from service.errors import (
     NotFound,
 )
 from service.gate.policy import DEFAULT_POLICY, Policy, parse_policy, policy_json
+from service.jsontypes import JSONObject
 
 BASE_CANDIDATE_KIND = "base"
 PolicySource = Policy | Mapping[str, Any] | str
@@ -49,9 +50,9 @@ def load_policy(source: PolicySource) -> Policy:
     return parse_policy(source if isinstance(source, str) else json.dumps(source))
 
 
-def policy_body(policy: Policy) -> dict[str, Any]:
+def policy_body(policy: Policy) -> JSONObject:
     """The stored form of a policy: canonical JSON, defaults and derived rule ids written out."""
-    body: dict[str, Any] = json.loads(policy_json(policy))
+    body: JSONObject = json.loads(policy_json(policy))
     return body
 
 

@@ -20,6 +20,7 @@ from evaluators import registry
 from service.db.models import Evaluation
 from service.errors import InvalidRequest, UnknownEvaluator
 from service.evaluations import get_evaluation
+from service.jsontypes import JSONObject, JSONValue
 from service.lifecycle import QUEUED, IllegalTransition, Move, sources
 
 
@@ -53,9 +54,9 @@ def rescore_evaluation(
     retried instead).
     """
     evaluation = get_evaluation(session, evaluation_id)
-    config: dict[str, Any] = dict(evaluation.config or {})
+    config: JSONObject = dict(evaluation.config or {})
     if evaluators is not None:
-        config["evaluators"] = check_evaluators(evaluators)
+        config["evaluators"] = list[JSONValue](check_evaluators(evaluators))
     moved = cast(
         CursorResult[Any],
         session.execute(

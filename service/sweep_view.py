@@ -20,7 +20,7 @@ from service.families import get_family, policy_of
 from service.gate.labels import lift_metric_of, ood_metric_of
 from service.gate.scores import compare_metric
 from service.gate.stats import PairedResult
-from service.jsontypes import JSONObject, JSONValue
+from service.jsontypes import JSONObject
 from service.queries import decisions as decision_queries
 from service.queries import evaluations as evaluation_queries
 from service.remembered import Remembered, decision_key
@@ -45,7 +45,7 @@ class SweepCandidate:
     learning_rate: float | None
     evaluation: Evaluation | None
     diagnosis: JSONObject | None
-    training_log: list[JSONValue]
+    training_log: list[JSONObject]
     decision_id: int | None = None
     row: SweepRow | None = None
     lift_metric: str | None = None

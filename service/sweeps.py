@@ -10,7 +10,7 @@ import math
 from collections import Counter
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass
-from typing import Any, Literal
+from typing import Literal
 
 from service.gate.decision import Decision
 from service.gate.labels import (
@@ -22,6 +22,7 @@ from service.gate.labels import (
     significant_ood_regression,
 )
 from service.gate.stats import PairedResult
+from service.jsontypes import JSONObject
 
 __all__ = [
     "CandidateLabel",
@@ -61,7 +62,7 @@ class SweepRow:
     """The out-of-domain rule whose upper bound is below 0 (a significant regression of
     any size), if any: such a candidate is never recommended."""
 
-    def to_dict(self) -> dict[str, Any]:
+    def to_dict(self) -> JSONObject:
         """JSON-serialisable form."""
         return asdict(self)
 

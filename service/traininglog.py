@@ -39,6 +39,7 @@ import numpy as np
 from scipy import stats
 
 from service.errors import InvalidTrainingLog
+from service.jsontypes import JSONObject
 
 DiagnosisLabel = Literal["diverged", "oscillating", "plateau", "healthy"]
 Flag = Literal["diverged", "oscillating", "plateau", "no_warmup"]
@@ -65,7 +66,7 @@ class LogPoint:
     learning_rate: float | None = None
     grad_norm: float | None = None
 
-    def to_dict(self) -> dict[str, Any]:
+    def to_dict(self) -> JSONObject:
         """Strict-JSON form: a NaN/infinite loss or grad norm becomes ``None``."""
         return {
             "step": self.step,
@@ -92,7 +93,7 @@ class Diagnosis:
     notes: list[Literal["no_warmup"]] = field(default_factory=list)
     """Findings beside the headline, e.g. ``no_warmup``."""
 
-    def to_dict(self) -> dict[str, Any]:
+    def to_dict(self) -> JSONObject:
         """JSON-serialisable form."""
         return asdict(self)
 

@@ -14,7 +14,7 @@ from __future__ import annotations
 import logging
 import threading
 from datetime import timedelta
-from typing import Any
+from typing import NotRequired, TypedDict
 
 import httpx
 from sqlalchemy import select, update
@@ -24,6 +24,7 @@ from service import __version__
 from service.db.base import utcnow
 from service.db.models import Webhook, WebhookDelivery
 from service.db.session import unit_of_work
+from service.jsontypes import JSONObject
 from service.settings import Settings
 from service.webhooks import DELIVERY_HEADER, EVENT_HEADER, SIGNATURE_HEADER, body_of, sign
 
@@ -48,7 +49,15 @@ def _claim(session: Session, delivery_id: int, lease: timedelta) -> bool:
     return bool(result.rowcount == 1)  # type: ignore[attr-defined]
 
 
-def _post(client: httpx.Client, url: str, secret: str, delivery: WebhookDelivery) -> dict[str, Any]:
+class Attempt(TypedDict):
+    """One delivery attempt as the delivery log records it."""
+
+    at: str
+    status_code: NotRequired[int]
+    error: NotRequired[str]
+
+
+def _post(client: httpx.Client, url: str, secret: str, delivery: WebhookDelivery) -> Attempt:
     """One attempt; returns its log entry (``status_code`` or ``error``)."""
     body = body_of(delivery)
     headers = {
@@ -58,7 +67,7 @@ def _post(client: httpx.Client, url: str, secret: str, delivery: WebhookDelivery
         DELIVERY_HEADER: delivery.delivery_id,
         SIGNATURE_HEADER: sign(secret, body),
     }
-    entry: dict[str, Any] = {"at": utcnow().isoformat()}
+    entry: Attempt = {"at": utcnow().isoformat()}
     try:
         response = client.post(url, content=body, headers=headers)
     except httpx.HTTPError as exc:
@@ -70,9 +79,14 @@ def _post(client: httpx.Client, url: str, secret: str, delivery: WebhookDelivery
     return entry
 
 
-def _record(delivery: WebhookDelivery, entry: dict[str, Any], settings: Settings) -> None:
+def _record(delivery: WebhookDelivery, entry: Attempt, settings: Settings) -> None:
     delivery.attempts += 1
-    delivery.log = [*delivery.log, {"attempt": delivery.attempts, **entry}]
+    logged: JSONObject = {"attempt": delivery.attempts, "at": entry["at"]}
+    if "status_code" in entry:
+        logged["status_code"] = entry["status_code"]
+    if "error" in entry:
+        logged["error"] = entry["error"]
+    delivery.log = [*delivery.log, logged]
     delivery.last_status_code = entry.get("status_code")
     delivery.last_error = entry.get("error")
     if "error" not in entry:

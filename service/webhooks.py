@@ -21,8 +21,7 @@ import json
 import logging
 import secrets
 import uuid
-from collections.abc import Sequence
-from typing import Any
+from collections.abc import Mapping, Sequence
 
 from sqlalchemy import func, select
 from sqlalchemy.exc import SQLAlchemyError
@@ -32,6 +31,7 @@ from service.db.base import utcnow
 from service.db.models import Family, Webhook, WebhookDelivery
 from service.errors import InvalidRequest, NotFound
 from service.families import get_family
+from service.jsontypes import JSONObject, JSONValue
 
 log = logging.getLogger("tunegate.webhooks")
 
@@ -131,7 +131,7 @@ def list_deliveries(
 # --- emitting ------------------------------------------------------------------------------
 
 
-def emit(session: Session, family_id: int, event: str, data: dict[str, Any]) -> int:
+def emit(session: Session, family_id: int, event: str, data: Mapping[str, JSONValue]) -> int:
     """Queue ``event`` for every webhook of the family subscribed to it; returns how many.
 
     Runs in the caller's unit of work (a savepoint) and never raises: a failure to queue
@@ -150,12 +150,12 @@ def emit(session: Session, family_id: int, event: str, data: dict[str, Any]) -> 
             now = utcnow()
             for hook in hooks:
                 delivery_id = str(uuid.uuid4())
-                payload = {
+                payload: JSONObject = {
                     "event": event,
                     "delivery_id": delivery_id,
                     "family": family.name,
                     "created_at": now.isoformat(),
-                    "data": data,
+                    "data": dict(data),
                 }
                 session.add(
                     WebhookDelivery(

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Any
 
 from sqlalchemy import (
     JSON,
@@ -19,6 +18,7 @@ from sqlalchemy import (
 from sqlalchemy.orm import Mapped, mapped_column, relationship
 
 from service.db.base import Base, utcnow
+from service.jsontypes import JSONObject
 
 
 class ApiToken(Base):
@@ -57,7 +57,7 @@ class DatasetVersion(Base):
     dataset_id: Mapped[int] = mapped_column(ForeignKey("datasets.id"))
     version: Mapped[int] = mapped_column(Integer)
     digest: Mapped[str] = mapped_column(String(64), index=True)
-    generation: Mapped[dict[str, Any]] = mapped_column(default=dict)
+    generation: Mapped[JSONObject] = mapped_column(default=dict)
     n_examples: Mapped[int] = mapped_column(Integer)
     n_in_domain: Mapped[int] = mapped_column(Integer)
     n_out_domain: Mapped[int] = mapped_column(Integer)
@@ -82,7 +82,7 @@ class DatasetExample(Base):
     context: Mapped[str | None] = mapped_column(Text, default=None)
     domain: Mapped[str] = mapped_column(String(3), default="in")
     cohort: Mapped[str | None] = mapped_column(String(200), default=None)
-    json_schema: Mapped[dict[str, Any] | None] = mapped_column(default=None)
+    json_schema: Mapped[JSONObject | None] = mapped_column(default=None)
     # chat prompt (``input`` then holds its last user message) and the evidence fields
     messages: Mapped[list[dict[str, str]] | None] = mapped_column(JSON, default=None)
     answers: Mapped[list[str] | None] = mapped_column(JSON, default=None)
@@ -128,7 +128,7 @@ class GatePolicy(Base):
     id: Mapped[int] = mapped_column(primary_key=True)
     family_id: Mapped[int] = mapped_column(ForeignKey("families.id"), index=True)
     version: Mapped[int] = mapped_column(Integer)
-    body: Mapped[dict[str, Any]] = mapped_column()
+    body: Mapped[JSONObject] = mapped_column()
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
 
     family: Mapped[Family] = relationship(back_populates="policies")
@@ -150,10 +150,11 @@ class Candidate(Base):
     learning_rate: Mapped[float | None] = mapped_column(Float, default=None)
     sweep: Mapped[str | None] = mapped_column(String(200), default=None)
     training_run: Mapped[str | None] = mapped_column(String(200), default=None)
-    tags: Mapped[dict[str, Any]] = mapped_column(default=dict)
-    digests: Mapped[dict[str, Any]] = mapped_column(default=dict)
-    training_log: Mapped[list[Any] | None] = mapped_column(default=None)
-    diagnosis: Mapped[dict[str, Any] | None] = mapped_column(default=None)
+    tags: Mapped[dict[str, str]] = mapped_column(default=dict)
+    digests: Mapped[dict[str, str]] = mapped_column(default=dict)
+    """sha256 of every file, by relative path."""
+    training_log: Mapped[list[JSONObject] | None] = mapped_column(default=None)
+    diagnosis: Mapped[JSONObject | None] = mapped_column(default=None)
     status: Mapped[str] = mapped_column(String(20), default="registered")
     rejection_reason: Mapped[str | None] = mapped_column(Text, default=None)
     idempotency_key: Mapped[str | None] = mapped_column(String(200), unique=True, default=None)
@@ -179,10 +180,10 @@ class Evaluation(Base):
     progress_done: Mapped[int] = mapped_column(Integer, default=0)
     progress_total: Mapped[int] = mapped_column(Integer, default=0)
     error: Mapped[str | None] = mapped_column(Text, default=None)
-    config: Mapped[dict[str, Any]] = mapped_column(default=dict)
+    config: Mapped[JSONObject] = mapped_column(default=dict)
     cache_key: Mapped[str | None] = mapped_column(String(64), index=True, default=None)
     reused_from_id: Mapped[int | None] = mapped_column(ForeignKey("evaluations.id"), default=None)
-    provenance: Mapped[dict[str, Any]] = mapped_column(default=dict)
+    provenance: Mapped[JSONObject] = mapped_column(default=dict)
     cancel_requested: Mapped[bool] = mapped_column(Boolean, default=False)
     lease_owner: Mapped[str | None] = mapped_column(String(200), default=None)
     lease_expires_at: Mapped[datetime | None] = mapped_column(default=None)
@@ -274,7 +275,7 @@ class GateDecision(Base):
     baseline_evaluation_id: Mapped[int] = mapped_column(ForeignKey("evaluations.id"))
     policy_id: Mapped[int] = mapped_column(ForeignKey("gate_policies.id"))
     verdict: Mapped[str] = mapped_column(String(10))
-    rules: Mapped[list[Any]] = mapped_column(default=list)
+    rules: Mapped[list[JSONObject]] = mapped_column(default=list)
     summary: Mapped[str] = mapped_column(Text, default="")
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
 
@@ -333,13 +334,13 @@ class WebhookDelivery(Base):
     )
     delivery_id: Mapped[str] = mapped_column(String(36), unique=True)
     event: Mapped[str] = mapped_column(String(40))
-    payload: Mapped[dict[str, Any]] = mapped_column()
+    payload: Mapped[JSONObject] = mapped_column()
     status: Mapped[str] = mapped_column(String(12), default="pending")
     attempts: Mapped[int] = mapped_column(Integer, default=0)
     next_attempt_at: Mapped[datetime] = mapped_column(default=utcnow)
     last_status_code: Mapped[int | None] = mapped_column(Integer, default=None)
     last_error: Mapped[str | None] = mapped_column(Text, default=None)
-    log: Mapped[list[dict[str, Any]]] = mapped_column(JSON, default=list)
+    log: Mapped[list[JSONObject]] = mapped_column(JSON, default=list)
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
     delivered_at: Mapped[datetime | None] = mapped_column(default=None)
 

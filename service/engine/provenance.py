@@ -13,9 +13,9 @@ import json
 import platform
 from importlib import metadata
 from pathlib import Path
-from typing import Any
 
 from service.checkpoints import sha256_file
+from service.jsontypes import JSONObject
 
 _LIBRARIES = ("tunegate", "torch", "transformers", "peft", "sentence-transformers", "numpy")
 
@@ -37,7 +37,7 @@ def folder_weight_digests(folder: Path) -> dict[str, str]:
     keyed by each file's size and mtime so it is computed once per file version.
     """
     sidecar = folder / ".tunegate-digests.json"
-    cached: dict[str, Any] = {}
+    cached: JSONObject = {}
     if sidecar.is_file():
         try:
             cached = json.loads(sidecar.read_text())
@@ -68,7 +68,7 @@ def cache_key(
     base_digests: dict[str, str],
     candidate_digests: dict[str, str],
     dataset_digest: str,
-    config: dict[str, Any],
+    config: JSONObject,
     evaluator_versions: dict[str, str],
 ) -> str:
     payload = {

@@ -31,6 +31,7 @@ from service.db.session import unit_of_work
 from service.engine.aggregates import AggregateRow
 from service.engine.provenance import cache_key
 from service.engine.scoring import EvaluatorSet, ScorerIdentity
+from service.jsontypes import JSONObject
 from service.lifecycle import SUCCEEDED
 from service.queries.results import outputs_by_evaluation
 
@@ -43,7 +44,7 @@ def outputs_key(
     base_digests: dict[str, str],
     candidate_digests: dict[str, str],
     dataset_digest: str,
-    generation: dict[str, Any],
+    generation: JSONObject,
     dtype: str,
 ) -> str:
     """The key of what a model generates: weights, dataset, generation config, dtype."""

@@ -33,7 +33,7 @@ class JobSpec:
     """Everything the job needs, read once; the job never holds ORM rows across chunks."""
 
     evaluation_id: int
-    config: dict[str, Any]
+    config: dict[str, Any]  # the evaluation's stored config, read by the job key by key
     candidate_id: int
     candidate_kind: str  # base | lora | full
     checkpoint_path: str | None

@@ -67,7 +67,7 @@ class Submitted:
     verdict: str | None = None
     decision_id: int | None = None
     error: str | None = None
-    extra: dict[str, Any] = field(default_factory=dict)
+    extra: dict[str, object] = field(default_factory=dict)
 
     def line(self) -> str:
         """One log line: the verdict, or why there is none."""

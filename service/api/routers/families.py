@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import json
 from dataclasses import asdict
-from typing import Annotated, Any
+from typing import Annotated
 
 from fastapi import APIRouter, Depends, Query, Request, Response
 
@@ -24,11 +24,12 @@ from service.api.schemas.families import (
     PolicyOut,
 )
 from service.errors import InvalidPolicy
+from service.jsontypes import JSONObject
 
 router = APIRouter(prefix="/v1/families", tags=["families"], route_class=UnitOfWorkRoute)
 
 
-async def policy_source(request: Request) -> dict[str, Any] | str:
+async def policy_source(request: Request) -> JSONObject | str:
     """A policy body: a JSON object (``application/json``), or JSON/YAML text otherwise."""
     raw = await request.body()
     try:
@@ -93,7 +94,7 @@ def get_policy(
 )
 def put_policy(
     name: str,
-    source: Annotated[dict[str, Any] | str, Depends(policy_source)],
+    source: Annotated[JSONObject | str, Depends(policy_source)],
     response: Response,
     session: SessionDep,
     _: AdminToken,

@@ -2,13 +2,12 @@
 
 from __future__ import annotations
 
-from typing import Any
-
 from pydantic import BaseModel
 
 from service.api.schemas.common import Page, UtcDateTime
 from service.datasets import DatasetSummary
 from service.db.models import DatasetExample, DatasetVersion
+from service.jsontypes import JSONObject
 
 
 class DatasetOut(BaseModel):
@@ -35,25 +34,22 @@ class VersionOut(BaseModel):
     n_in_domain: int
     n_out_domain: int
     n_heldout: int
-    generation: dict[str, Any]
+    generation: JSONObject
     created_at: UtcDateTime
 
     @classmethod
     def of(cls, version: DatasetVersion) -> VersionOut:
-        return cls(name=version.dataset.name, **_version_fields(version))
-
-
-def _version_fields(version: DatasetVersion) -> dict[str, Any]:
-    return {
-        "version": version.version,
-        "digest": version.digest,
-        "n_examples": version.n_examples,
-        "n_in_domain": version.n_in_domain,
-        "n_out_domain": version.n_out_domain,
-        "n_heldout": version.n_heldout,
-        "generation": version.generation,
-        "created_at": version.created_at,
-    }
+        return VersionOut(
+            name=version.dataset.name,
+            version=version.version,
+            digest=version.digest,
+            n_examples=version.n_examples,
+            n_in_domain=version.n_in_domain,
+            n_out_domain=version.n_out_domain,
+            n_heldout=version.n_heldout,
+            generation=version.generation,
+            created_at=version.created_at,
+        )
 
 
 class PushedVersionOut(VersionOut):
@@ -62,7 +58,7 @@ class PushedVersionOut(VersionOut):
 
     @classmethod
     def pushed(cls, version: DatasetVersion, *, created: bool) -> PushedVersionOut:
-        return cls(name=version.dataset.name, created=created, **_version_fields(version))
+        return cls.model_validate({**VersionOut.of(version).model_dump(), "created": created})
 
 
 class ExampleOut(BaseModel):
@@ -73,7 +69,7 @@ class ExampleOut(BaseModel):
     context: str | None
     domain: str
     cohort: str | None
-    json_schema: dict[str, Any] | None
+    json_schema: JSONObject | None
     messages: list[dict[str, str]] | None = None
     answers: list[str] | None = None
     choices: list[str] | None = None

@@ -3,13 +3,14 @@
 from __future__ import annotations
 
 from dataclasses import asdict
-from typing import Annotated, Any, Self
+from typing import Annotated, Self
 
 from pydantic import BaseModel, ConfigDict, Field
 
 from service.api.schemas.common import Page, UtcDateTime
 from service.db.models import Aggregate, Evaluation
 from service.evaluations import ResultRow
+from service.jsontypes import JSONObject
 
 
 class EvaluationCreate(BaseModel):
@@ -68,7 +69,7 @@ class EvaluationSummary(BaseModel):
     progress: Progress
     error: str | None
     cancel_requested: bool
-    config: dict[str, Any]
+    config: JSONObject
     candidate: CandidateRef
     dataset: DatasetRef
     baseline_evaluation_id: int | None
@@ -107,7 +108,7 @@ class EvaluationSummary(BaseModel):
 
 
 class EvaluationDetail(EvaluationSummary):
-    provenance: dict[str, Any]
+    provenance: JSONObject
     attempts: int
     aggregates: list[AggregateOut] = Field(description="Empty until the evaluation finished")
     gate_decision_id: int | None

@@ -2,13 +2,12 @@
 
 from __future__ import annotations
 
-from typing import Any
-
 from pydantic import BaseModel, ConfigDict, Field
 
 from service.api.schemas.common import ResourceName, UtcDateTime
 from service.db.models import Alias, GatePolicy
 from service.families import FamilyDetail
+from service.jsontypes import JSONObject
 
 
 class FamilyCreate(BaseModel):
@@ -20,7 +19,7 @@ class FamilyCreate(BaseModel):
         max_length=1000,
         description="'smollm2-135m-instruct' or an absolute model folder under the model roots",
     )
-    policy: dict[str, Any] | str | None = Field(
+    policy: JSONObject | str | None = Field(
         default=None, description="A gate policy as a JSON object or JSON/YAML text"
     )
 
@@ -49,7 +48,7 @@ class FamilyOut(BaseModel):
 class PolicyOut(BaseModel):
     family: str
     version: int
-    policy: dict[str, Any]
+    policy: JSONObject
     created_at: UtcDateTime
 
     @classmethod

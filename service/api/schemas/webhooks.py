@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
-from typing import Any, Literal, Self
+from typing import Literal, Self
 
 from pydantic import BaseModel, ConfigDict, Field
 
 from service.api.schemas.common import UtcDateTime
 from service.db.models import Webhook, WebhookDelivery
+from service.jsontypes import JSONObject
 
 EventName = Literal["decision.made", "promotion", "evaluation.failed"]
 
@@ -58,8 +59,8 @@ class DeliveryOut(BaseModel):
     last_error: str | None
     created_at: UtcDateTime
     delivered_at: UtcDateTime | None
-    log: list[dict[str, Any]] = Field(description="Every attempt: at, status_code or error")
-    payload: dict[str, Any] = Field(description="The JSON body sent (and signed)")
+    log: list[JSONObject] = Field(description="Every attempt: at, status_code or error")
+    payload: JSONObject = Field(description="The JSON body sent (and signed)")
 
     @classmethod
     def of(cls, row: WebhookDelivery) -> Self:
