@@ -353,9 +353,7 @@ def _load_line(number: int, line: str, where: Where = _line) -> JSONObject:
     return obj
 
 
-def _validate(
-    model: type[_R], obj: JSONObject, number: int, kind: str, where: Where = _line
-) -> _R:
+def _validate(model: type[_R], obj: JSONObject, number: int, kind: str, where: Where = _line) -> _R:
     try:
         return model.model_validate(obj)
     except ValidationError as exc:

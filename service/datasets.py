@@ -44,9 +44,7 @@ class PushResult:
     created: bool
 
 
-def _insert_unless_conflict(
-    session: Session, model: type[Base], values: JSONObject
-) -> int | None:
+def _insert_unless_conflict(session: Session, model: type[Base], values: JSONObject) -> int | None:
     """``INSERT ... ON CONFLICT DO NOTHING RETURNING id``: the new row's id, or ``None``
     when a unique constraint already holds such a row (a concurrent push's).
 

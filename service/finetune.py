@@ -16,11 +16,17 @@ import os
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING
 
 import torch
 
 from service.errors import InvalidRequest, ModelLoadError
+
+if TYPE_CHECKING:
+    from peft import PeftModel
+
+    from service.engine.hf import CausalLM, Tokenizer
+
 
 TrainingData = Sequence[str] | Sequence[tuple[str, str]]
 LOG_NAME = "training_log.jsonl"
@@ -37,7 +43,9 @@ class TrainResult:
     diverged: bool
 
 
-def encode_example(tokenizer: Any, item: str | tuple[str, str]) -> tuple[list[int], list[int]]:
+def encode_example(
+    tokenizer: Tokenizer, item: str | tuple[str, str]
+) -> tuple[list[int], list[int]]:
     """(input ids, labels): plain text learns every token; a pair only its answer."""
     if isinstance(item, str):
         ids = list(tokenizer(item, add_special_tokens=True)["input_ids"])[:MAX_LENGTH]
@@ -82,12 +90,12 @@ def _batches(
 
 
 def _peft_model(
-    base: Any,
+    base: CausalLM,
     init_adapter_dir: Path | None,
     rank: int,
     alpha: int,
     target_modules: Sequence[str],
-) -> Any:
+) -> PeftModel:
     from peft import LoraConfig, PeftModel, get_peft_model
 
     if init_adapter_dir is None:

@@ -33,9 +33,10 @@ import json
 import math
 from collections.abc import Iterable, Mapping
 from dataclasses import asdict, dataclass, field
-from typing import Any, Literal
+from typing import Literal
 
 import numpy as np
+from numpy.typing import NDArray
 from scipy import stats
 
 from service.errors import InvalidTrainingLog
@@ -101,7 +102,7 @@ class Diagnosis:
 # --- parsing ----------------------------------------------------------------------------------
 
 
-def _number(value: Any, name: str, where: str, *, optional: bool) -> float | None:
+def _number(value: object, name: str, where: str, *, optional: bool) -> float | None:
     if value is None and optional:
         return None
     if isinstance(value, bool) or not isinstance(value, int | float):
@@ -109,7 +110,7 @@ def _number(value: Any, name: str, where: str, *, optional: bool) -> float | Non
     return float(value)
 
 
-def _point(entry: Any, where: str) -> LogPoint | None:
+def _point(entry: object, where: str) -> LogPoint | None:
     """A LogPoint from one log entry; None for evaluation/summary entries without a loss."""
     if not isinstance(entry, Mapping):
         raise InvalidTrainingLog(f"{where}: expected a JSON object, got {type(entry).__name__}")
@@ -134,7 +135,7 @@ def _point(entry: Any, where: str) -> LogPoint | None:
     )
 
 
-def _collect(entries: Iterable[tuple[str, Any]]) -> list[LogPoint]:
+def _collect(entries: Iterable[tuple[str, object]]) -> list[LogPoint]:
     points = [p for where, entry in entries if (p := _point(entry, where)) is not None]
     if not points:
         raise InvalidTrainingLog("the log has no step with a 'loss'")
@@ -165,7 +166,7 @@ def parse_training_log(text: str, filename: str | None = None) -> list[LogPoint]
     return _collect(_jsonl_entries(text))
 
 
-def _jsonl_entries(text: str) -> Iterable[tuple[str, Any]]:
+def _jsonl_entries(text: str) -> Iterable[tuple[str, object]]:
     for number, line in enumerate(text.splitlines(), start=1):
         if not line.strip():
             continue
@@ -178,7 +179,7 @@ def _jsonl_entries(text: str) -> Iterable[tuple[str, Any]]:
 # --- diagnosis --------------------------------------------------------------------------------
 
 
-def _trend(losses: np.ndarray[Any, np.dtype[np.float64]]) -> tuple[float, float]:
+def _trend(losses: NDArray[np.float64]) -> tuple[float, float]:
     """Spearman rho and two-sided p of loss against step order; (0, 1) for a flat loss."""
     if np.ptp(losses) == 0.0:
         return 0.0, 1.0
@@ -249,7 +250,7 @@ def diagnose(points: list[LogPoint]) -> Diagnosis:
     return Diagnosis(label=label, figures=figures, reasons=reasons, flags=flags, notes=notes)
 
 
-def _late_leaps(losses: np.ndarray[Any, np.dtype[np.float64]]) -> tuple[int, int]:
+def _late_leaps(losses: NDArray[np.float64]) -> tuple[int, int]:
     """Upward and downward jumps by more than LEAP_FACTOR x in the last LATE_STEPS steps."""
     late = np.log(np.maximum(losses[-(LATE_STEPS + 1) :], 1e-12))
     steps = np.diff(late)
@@ -258,7 +259,7 @@ def _late_leaps(losses: np.ndarray[Any, np.dtype[np.float64]]) -> tuple[int, int
 
 
 def _curve(
-    losses: np.ndarray[Any, np.dtype[np.float64]],
+    losses: NDArray[np.float64],
 ) -> tuple[Literal["diverged", "oscillating", "plateau"] | None, str, dict[str, float]]:
     """The curve's label (None = healthy), its reason and the figures, for a finite loss
     curve of at least MIN_POINTS steps. Checked in precedence order; the first match wins."""

@@ -34,11 +34,15 @@ import threading
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING
 
 import torch
 
 from service.engine.loading import LoadedModel
+
+if TYPE_CHECKING:
+    from service.engine.hf import CausalLM, KVCache
+
 
 log = logging.getLogger("tunegate.batching")
 
@@ -61,7 +65,7 @@ class BatchChoice:
     seconds: float = 0.0
 
 
-def _config_dims(model: Any) -> tuple[int, int, int, int, int]:
+def _config_dims(model: CausalLM) -> tuple[int, int, int, int, int]:
     """(layers, kv heads, head dim, hidden size, vocab) from the model's config."""
     cfg = getattr(model.config, "text_config", None) or model.config
     layers = int(getattr(cfg, "num_hidden_layers", 0) or getattr(cfg, "n_layer", 1))
@@ -83,7 +87,7 @@ def free_memory_bytes(device: torch.device) -> int:
     return int(psutil.virtual_memory().available)
 
 
-def row_bytes(model: Any, dtype: torch.dtype, prompt_tokens: int, new_tokens: int) -> int:
+def row_bytes(model: CausalLM, dtype: torch.dtype, prompt_tokens: int, new_tokens: int) -> int:
     """Memory one generated row needs at its peak: KV cache, prefill activations, logits."""
     layers, kv_heads, head_dim, hidden, vocab = _config_dims(model)
     item = int(torch.finfo(dtype).bits) // 8
@@ -147,7 +151,7 @@ def _is_oom(exc: BaseException) -> bool:
 
 
 def _decode_step_seconds(
-    loaded: LoadedModel, prefilled: Any, next_token: torch.Tensor, length: int, rows: int
+    loaded: LoadedModel, prefilled: KVCache, next_token: torch.Tensor, length: int, rows: int
 ) -> float:
     """Seconds of one decode step for ``rows`` copies of a prefilled row.
 

@@ -12,12 +12,16 @@ from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING
 
 import torch
 
 from service.engine.loading import LoadedModel
 from service.errors import ModelLoadError
+
+if TYPE_CHECKING:
+    from service.engine.hf import CausalLM, GenerationConfig, Tokenizer
+
 
 #: A prompt: one user turn's text, or chat messages (``{"role", "content"}``, last the user's).
 Prompt = str | Sequence[Mapping[str, str]]
@@ -45,7 +49,7 @@ def chat_messages(prompt: Prompt, system: str | None = None) -> list[dict[str, s
 
 
 def render_prompt(
-    tokenizer: Any, prompt: Prompt, *, chat_template: bool, system: str | None = None
+    tokenizer: Tokenizer, prompt: Prompt, *, chat_template: bool, system: str | None = None
 ) -> str:
     """The text the model sees: the prompt (and ``system``) through the chat template, or,
     without a template, a text prompt as is.
@@ -68,7 +72,7 @@ def render_prompt(
 
 
 def encode_prompts(
-    tokenizer: Any,
+    tokenizer: Tokenizer,
     prompts: Sequence[Prompt],
     *,
     chat_template: bool,
@@ -82,7 +86,7 @@ def encode_prompts(
     return [list(ids) for ids in encoded["input_ids"]]
 
 
-def _eos_ids(model: Any, tokenizer: Any) -> list[int]:
+def _eos_ids(model: CausalLM, tokenizer: Tokenizer) -> list[int]:
     eos = getattr(model.generation_config, "eos_token_id", None)
     if eos is None:
         eos = tokenizer.eos_token_id
@@ -90,7 +94,9 @@ def _eos_ids(model: Any, tokenizer: Any) -> list[int]:
     return [int(i) for i in ids if i is not None]
 
 
-def _generation_config(model: Any, tokenizer: Any, max_new_tokens: int) -> Any:
+def _generation_config(
+    model: CausalLM, tokenizer: Tokenizer, max_new_tokens: int
+) -> GenerationConfig:
     from transformers import GenerationConfig
 
     return GenerationConfig(

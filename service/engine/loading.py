@@ -26,7 +26,7 @@ from collections.abc import Iterator, Sequence
 from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING
 
 import torch
 
@@ -39,13 +39,16 @@ from service.checkpoints import (
 )
 from service.errors import CheckpointRejected, ModelLoadError
 
+if TYPE_CHECKING:
+    from service.engine.hf import CausalLM, Tokenizer
+
 
 @dataclass(frozen=True)
 class LoadedModel:
     """A model ready to run: the base with ``adapter_name`` active, or with none."""
 
-    model: Any
-    tokenizer: Any
+    model: CausalLM
+    tokenizer: Tokenizer
     dtype: torch.dtype
     device: torch.device
     base_dir: Path
@@ -55,8 +58,8 @@ class LoadedModel:
 @dataclass
 class _Base:
     info: CheckpointInfo
-    model: Any
-    tokenizer: Any
+    model: CausalLM
+    tokenizer: Tokenizer
     shapes: dict[str, tuple[int, ...]]
     stamp: tuple[tuple[str, int, int], ...]
     adapters: dict[str, str] = field(default_factory=dict)  # adapter name -> content digest
@@ -92,7 +95,7 @@ def pick_dtype(device: torch.device) -> torch.dtype:
     return torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
 
 
-def load_tokenizer(folder: Path) -> Any:
+def load_tokenizer(folder: Path) -> Tokenizer:
     """The folder's tokenizer, padding on the left, with a pad token (eos when it has none)."""
     from transformers import AutoTokenizer
 

@@ -32,7 +32,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING
 
 import torch
 
@@ -41,6 +41,9 @@ from evaluators.loglikelihood import choice_metrics, target_metrics
 from evaluators.perplexity import prefix_token_id, resolve_max_length
 from service.engine.generation import Prompt, render_prompt
 from service.engine.loading import LoadedModel
+
+if TYPE_CHECKING:
+    from service.engine.hf import CausalLM, Tokenizer
 
 
 @dataclass(frozen=True)
@@ -60,13 +63,15 @@ class Loglikelihood:
     is_greedy: bool
 
 
-def _encode(tokenizer: Any, text: str, special_tokens: bool) -> list[int]:
+def _encode(tokenizer: Tokenizer, text: str, special_tokens: bool) -> list[int]:
     if special_tokens and tokenizer.bos_token and text.startswith(tokenizer.bos_token):
         special_tokens = False  # lm-eval: no second BOS when the text has one
     return list(tokenizer.encode(text, add_special_tokens=special_tokens))
 
 
-def encode_pair(tokenizer: Any, context: str, continuation: str, *, chat: bool = False) -> Request:
+def encode_pair(
+    tokenizer: Tokenizer, context: str, continuation: str, *, chat: bool = False
+) -> Request:
     """``context``/``continuation`` as token ids, split the way lm-eval 0.4.13 splits them.
 
     ``chat=True`` for a chat-rendered context: no special tokens added (the template holds
@@ -105,7 +110,7 @@ def _score_rows(logits: torch.Tensor, targets: Sequence[int]) -> tuple[float, bo
 
 
 def loglikelihoods(
-    model: Any,
+    model: CausalLM,
     requests: Sequence[Request],
     *,
     batch_size: int = 8,
@@ -162,7 +167,7 @@ def loglikelihoods(
 
 
 def _plain_batch(
-    model: Any, batch: Sequence[Request], window: int, device: torch.device
+    model: CausalLM, batch: Sequence[Request], window: int, device: torch.device
 ) -> list[Loglikelihood]:
     """lm-eval's scheme: (context + continuation)[-(window + 1):][:-1], right-padded."""
     inputs = [(r.context + r.continuation)[-(window + 1) :][:-1] for r in batch]
@@ -182,7 +187,7 @@ def _plain_batch(
 
 
 def _shared_batch(
-    model: Any, groups: Sequence[Sequence[Request]], device: torch.device
+    model: CausalLM, groups: Sequence[Sequence[Request]], device: torch.device
 ) -> list[list[Loglikelihood]]:
     """Contexts once (right-padded, cache kept), then every continuation on the repeated cache."""
     contexts = [group[0].context for group in groups]
@@ -236,7 +241,7 @@ def is_loglikelihood_record(example: Example) -> bool:
 
 
 def record_requests(
-    tokenizer: Any, example: Example, *, chat_template: bool, system: str | None = None
+    tokenizer: Tokenizer, example: Example, *, chat_template: bool, system: str | None = None
 ) -> list[Request]:
     """The requests of one record: each choice, then the target, after the record's prompt.
 

@@ -11,12 +11,16 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING
 
 import torch
 
 from service.engine.loading import LoadedModel
 from service.errors import AdapterNotApplied
+
+if TYPE_CHECKING:
+    from service.engine.hf import CausalLM
+
 
 PROBE_TEXTS: tuple[str, ...] = (
     "The capital of France is",
@@ -36,7 +40,7 @@ class ProbeResult:
     n_tokens: int
 
 
-def _logits(model: Any, batch: dict[str, torch.Tensor]) -> torch.Tensor:
+def _logits(model: CausalLM, batch: dict[str, torch.Tensor]) -> torch.Tensor:
     return model(**batch).logits.float()
 
 
