@@ -37,9 +37,14 @@ from service.gate.policy import DEFAULT_POLICY, MinImprovement, Policy, policy_j
 from service.lifecycle import SUCCEEDED
 
 COHORTS = ("billing", "shipping", "account", "returns", "general")
-SEEDED_POLICY = Policy(
-    rules=[MinImprovement(metric="token_f1", domain="in", delta=0.02), *DEFAULT_POLICY.rules]
+SEEDED_POLICY = (
+    DEFAULT_POLICY
+    if any(isinstance(rule, MinImprovement) for rule in DEFAULT_POLICY.rules)
+    else Policy(
+        rules=[MinImprovement(metric="token_f1", domain="in", delta=0.02), *DEFAULT_POLICY.rules]
+    )
 )
+"""The shipped policy, with an in-domain lift rule if it has none."""
 CHUNK = 20_000
 
 
@@ -85,7 +90,10 @@ def _scores(
     rel = base_rng.uniform(0.5, 0.9, n)
     hall = (base_rng.uniform(size=n) < 0.1).astype(float)
     rep = base_rng.uniform(0.0, 0.1, n)
+    right = (base_rng.uniform(size=n) < 0.9).astype(float)
     if strength is not None:
+        lost = rng.uniform(size=n) < 0.6 * max(0.0, strength - 0.55)
+        right = np.where(lost, 0.0, right)
         f1 = np.clip(f1 + 0.35 * strength + rng.normal(0, 0.05, n), 0, 1)
         ref = np.clip(ref - 0.25 * max(0.0, strength - 0.55) + rng.normal(0, 0.03, n), 0, 1)
         rel = np.clip(rel + rng.normal(0, 0.02, n), 0, 1)
@@ -98,6 +106,7 @@ def _scores(
         "repetition": dict(zip(keys, rep.tolist(), strict=True)),
         "empty_output": dict.fromkeys(keys, 0.0),
         "token_f1": {k: float(v) for k, v, i in zip(keys, f1, is_in, strict=True) if i},
+        "answer_match": {k: float(v) for k, v, i in zip(keys, right, is_in, strict=True) if not i},
         "relevance_reference": {
             k: float(v) for k, v, i in zip(keys, ref, is_in, strict=True) if not i
         },
