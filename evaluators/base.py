@@ -83,6 +83,14 @@ class ModelScorer:
     version: str
     metrics: tuple[Metric, ...]
 
+    def check(self, values: Mapping[str, float], where: str) -> dict[str, float]:
+        """``values`` as plain floats, when each is a declared metric, finite and in range.
+
+        Raises :class:`InvalidScoreError` naming this scorer, ``where`` and the metric.
+        """
+        declared = {metric.name: metric for metric in self.metrics}
+        return _checked_row(declared, values, f"scorer {self.name!r}, {where}")
+
 
 @dataclass(frozen=True)
 class LocalModels:
@@ -185,20 +193,27 @@ def check_scores(
         where = f"evaluator {evaluator.name!r}, example {example.id!r}"
         if row and not evaluator.applies_to(example):
             raise InvalidScoreError(f"{where}: scored an example it does not apply to")
-        clean: dict[str, float] = {}
-        for metric_name, value in row.items():
-            metric = declared.get(metric_name)
-            if metric is None:
-                raise InvalidScoreError(f"{where}: undeclared metric {metric_name!r}")
-            number = float(value)
-            if not math.isfinite(number):
-                raise InvalidScoreError(f"{where}: {metric_name} is {number} (not finite)")
-            if metric.binary and number not in (0.0, 1.0):
-                raise InvalidScoreError(f"{where}: {metric_name}={number} is not 0 or 1")
-            if not metric.low <= number <= metric.high:
-                raise InvalidScoreError(
-                    f"{where}: {metric_name}={number} outside [{metric.low}, {metric.high}]"
-                )
-            clean[metric_name] = number
-        checked.append(clean)
+        checked.append(_checked_row(declared, row, where))
     return checked
+
+
+def _checked_row(
+    declared: Mapping[str, Metric], row: Mapping[str, float], where: str
+) -> dict[str, float]:
+    """``row`` as plain floats: each metric declared, finite, 0/1 if binary, in range."""
+    clean: dict[str, float] = {}
+    for metric_name, value in row.items():
+        metric = declared.get(metric_name)
+        if metric is None:
+            raise InvalidScoreError(f"{where}: undeclared metric {metric_name!r}")
+        number = float(value)
+        if not math.isfinite(number):
+            raise InvalidScoreError(f"{where}: {metric_name} is {number} (not finite)")
+        if metric.binary and number not in (0.0, 1.0):
+            raise InvalidScoreError(f"{where}: {metric_name}={number} is not 0 or 1")
+        if not metric.low <= number <= metric.high:
+            raise InvalidScoreError(
+                f"{where}: {metric_name}={number} outside [{metric.low}, {metric.high}]"
+            )
+        clean[metric_name] = number
+    return clean

@@ -22,7 +22,7 @@ from typing import Any
 from sqlalchemy.orm import Session, sessionmaker
 
 from evaluators import loglikelihood as loglikelihood_metrics
-from evaluators import registry
+from evaluators import perplexity, registry
 from evaluators.perplexity import rolling_perplexity
 from service import decisions
 from service.checkpoints import (
@@ -42,7 +42,7 @@ from service.engine.loading import LoadedModel, ModelPool
 from service.engine.loglikelihood import is_loglikelihood_record, score_records
 from service.engine.probe import assert_adapter_changes_model
 from service.engine.provenance import folder_weight_digests, library_versions
-from service.engine.scoring import EvaluatorSet, ScoreValue
+from service.engine.scoring import EvaluatorSet, ScoreValue, checked
 from service.errors import EvaluationCancelled, ModelLoadError, TunegateError
 from service.lifecycle import CANCELLED, FAILED, SUCCEEDED, EvaluationStatus
 from service.queries.results import done_keys, scores_by_example
@@ -349,14 +349,17 @@ def _score_by_likelihood(
             batch_size=ctx.batch_sizer().rows(loaded),
         )
         ctx.forward_passes += len(chunk)
-        name, version = loglikelihood_metrics.NAME, loglikelihood_metrics.VERSION
+        scorer = loglikelihood_metrics.SCORER
         rows = [
             storage.ChunkRow(
                 e.id,
                 r.output,
                 r.n_prompt_tokens,
                 0,
-                {m: ScoreValue(v, name, version) for m, v in r.scores.items()},
+                {
+                    m: ScoreValue(v, scorer.name, scorer.version)
+                    for m, v in checked(scorer, r.scores, f"example {e.id!r}").items()
+                },
             )
             for e, r in zip(chunk, records, strict=True)
         ]
@@ -379,13 +382,18 @@ def _perplexity(
         max_batch_tokens=loglik_token_budget(loaded),
     )
     ctx.forward_passes += 1
+    values = checked(
+        perplexity.SCORER,
+        {"perplexity_token": result.token_perplexity, "perplexity_word": result.word_perplexity},
+        "held-out texts",
+    )
     return [
         AggregateRow(
             "perplexity_token",
             "model",
             "heldout",
             result.n_tokens,
-            result.token_perplexity,
+            values["perplexity_token"],
             None,
             None,
         ),
@@ -394,7 +402,7 @@ def _perplexity(
             "model",
             "heldout",
             result.n_words,
-            result.word_perplexity,
+            values["perplexity_word"],
             None,
             None,
         ),

@@ -13,8 +13,8 @@ from collections.abc import Collection, Mapping, Sequence
 from dataclasses import dataclass
 
 from evaluators import registry
-from evaluators.base import Evaluator, Example, LocalModels
-from evaluators.errors import EvaluatorError, UnknownEvaluatorError
+from evaluators.base import Evaluator, Example, LocalModels, ModelScorer
+from evaluators.errors import EvaluatorError, InvalidScoreError, UnknownEvaluatorError
 from service.errors import ScoringError, UnknownEvaluator
 from service.settings import Settings
 
@@ -44,6 +44,15 @@ def local_models(settings: Settings) -> LocalModels:
     return LocalModels(
         embedding=settings.embedding_model, nli=settings.nli_model, refusal=settings.refusal_model
     )
+
+
+def checked(scorer: ModelScorer, values: Mapping[str, float], where: str) -> dict[str, float]:
+    """A model scorer's values under the same contract as an evaluator's (declared metric,
+    finite, in range); a violation is a :class:`ScoringError`."""
+    try:
+        return scorer.check(values, where)
+    except InvalidScoreError as exc:
+        raise ScoringError(str(exc)) from exc
 
 
 class EvaluatorSet:

@@ -9,6 +9,7 @@ from typing import ClassVar
 
 import pytest
 
+from evaluators import perplexity
 from evaluators.base import Evaluator, Example, LocalModels, Metric, check_scores
 from evaluators.collapse import CollapseEvaluator
 from evaluators.errors import InvalidScoreError
@@ -140,3 +141,19 @@ def test_evaluators_say_which_local_models_they_use() -> None:
     assert CollapseEvaluator.options_for(models) == {}
     assert RelevanceEvaluator.options_for(LocalModels()) == {}
     assert HallucinationEvaluator.options_for(LocalModels()) == {}
+
+
+@pytest.mark.parametrize(
+    ("values", "message"),
+    [
+        ({"perplexity_word": float("nan")}, "perplexity_word is nan"),
+        ({"perplexity_token": 0.5}, r"perplexity_token=0.5 outside \[1.0, inf\]"),
+        ({"perplexity_bytes": 2.0}, "undeclared metric 'perplexity_bytes'"),
+    ],
+)
+def test_model_scorers_follow_the_same_contract(values: dict[str, float], message: str) -> None:
+    assert perplexity.SCORER.check({"perplexity_word": 12.5}, "held-out") == {
+        "perplexity_word": 12.5
+    }
+    with pytest.raises(InvalidScoreError, match=f"scorer 'perplexity', held-out: {message}"):
+        perplexity.SCORER.check(values, "held-out")
