@@ -169,3 +169,24 @@ def test_a_full_checkpoint_is_staged_without_the_trainers_pickles(
     info = inspect_checkpoint(staged, [tmp_path])
     assert info.kind == "full"
     assert set(info.files) == {p.name for p in live_server.tiny.iterdir() if p.is_file()}
+
+
+def test_a_server_that_cannot_see_the_run_gets_the_checkpoint_uploaded(
+    live_server: LiveServer, tmp_path: Path
+) -> None:
+    """Training on another machine: the output folder is outside the server's roots."""
+    callback = TunegateCallback(
+        family="tiny", url=live_server.url, token=live_server.token, wait_timeout=60
+    )
+    _train(live_server.tiny, tmp_path / "elsewhere", callback)
+    headers = {"Authorization": f"Bearer {live_server.token}"}
+    for result in callback.results:
+        assert result.error is None, result.line()
+        assert result.evaluation_id is None  # no dataset named: registered only
+        candidate = httpx.get(
+            f"{live_server.url}/v1/candidates/{result.candidate_id}", headers=headers
+        ).json()
+        assert candidate["source"] == "upload"
+        assert candidate["tags"]["step"] == str(result.step)
+        assert "adapter_model.safetensors" in candidate["digests"]
+        assert not any(name.endswith((".pt", ".pth", ".bin")) for name in candidate["digests"])
