@@ -190,3 +190,51 @@ def test_a_server_that_cannot_see_the_run_gets_the_checkpoint_uploaded(
         assert candidate["tags"]["step"] == str(result.step)
         assert "adapter_model.safetensors" in candidate["digests"]
         assert not any(name.endswith((".pt", ".pth", ".bin")) for name in candidate["digests"])
+
+
+@pytest.mark.filterwarnings("ignore::FutureWarning")  # TRL's config sets a renamed argument
+def test_trl_sft_trainer_is_a_trainer(live_server: LiveServer, tmp_path: Path) -> None:
+    trl = pytest.importorskip("trl", reason="TRL (the dev extra)")
+    datasets = pytest.importorskip("datasets")
+    tokenizer = AutoTokenizer.from_pretrained(live_server.tiny)
+    set_seed(0)
+    rows = [
+        {"messages": [{"role": "user", "content": q}, {"role": "assistant", "content": "Arr!"}]}
+        for q in QUESTIONS
+    ]
+    callback = TunegateCallback(
+        family="tiny", sweep="sft", url=live_server.url, token=live_server.token, wait_timeout=60
+    )
+    args = trl.SFTConfig(
+        output_dir=str(live_server.checkpoints / "sft-run"),
+        max_steps=4,
+        save_steps=4,
+        learning_rate=LR,
+        per_device_train_batch_size=1,
+        logging_steps=1,
+        report_to=[],
+        use_cpu=True,
+        disable_tqdm=True,
+    )
+    trainer = trl.SFTTrainer(
+        model=AutoModelForCausalLM.from_pretrained(live_server.tiny),
+        args=args,
+        train_dataset=datasets.Dataset.from_list(rows),
+        processing_class=tokenizer,
+        peft_config=LoraConfig(r=4, target_modules=["q_proj", "v_proj"], task_type="CAUSAL_LM"),
+        callbacks=[callback],
+    )
+    trainer.train()
+    [result] = callback.results
+    assert result.error is None, result.line()
+    headers = {"Authorization": f"Bearer {live_server.token}"}
+    candidate = httpx.get(
+        f"{live_server.url}/v1/candidates/{result.candidate_id}", headers=headers
+    ).json()
+    assert (candidate["kind"], candidate["sweep"], candidate["tags"]["step"]) == (
+        "lora",
+        "sft",
+        "4",
+    )
+    assert candidate["learning_rate"] == pytest.approx(LR)
+    assert [p["step"] for p in candidate["training_log"]] == [1, 2, 3, 4]
