@@ -8,7 +8,7 @@ import hmac
 import json
 import threading
 import time
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -73,3 +73,20 @@ def receiver(answers: Sequence[int] = ()) -> Iterator[Receiver]:
         server.shutdown()
         server.server_close()
         thread.join(5)
+
+
+def settled_log(
+    get: Callable[..., Any], hook_id: int, *, timeout: float = 30.0, **kwargs: Any
+) -> dict[str, Any]:
+    """The webhook's delivery log once no delivery is pending any more.
+
+    The receiver sees a request before the sender has recorded the answer to it, so a test
+    that reads the log right after :meth:`Receiver.wait_for` must wait for the record.
+    ``get`` is the test's HTTP client's ``get`` (TestClient or httpx), ``kwargs`` its headers.
+    """
+    deadline = time.monotonic() + timeout
+    while True:
+        log: dict[str, Any] = get(f"/v1/webhooks/{hook_id}/deliveries", **kwargs).json()
+        if all(d["status"] != "pending" for d in log["items"]) or time.monotonic() > deadline:
+            return log
+        time.sleep(0.05)

@@ -14,7 +14,7 @@ from service.cli.embedded import EmbeddedServer, free_port
 from service.settings import Settings
 from tests.cli.conftest import TEST_POLICY, dataset_jsonl
 from tests.models import tiny_llama_dir
-from tests.webhooks.receiver import receiver
+from tests.webhooks.receiver import receiver, settled_log
 
 
 def _wait_decision(http: httpx.Client, evaluation_id: int) -> dict[str, object]:
@@ -100,7 +100,7 @@ def test_events_survive_a_receiver_that_fails_twice(tmp_path: Path) -> None:
         assert event["data"]["verdict"] == "pass"
         assert event["data"]["candidate_id"] == candidate["id"]
 
-        log = http.get(f"/v1/webhooks/{created['id']}/deliveries").json()
+        log = settled_log(http.get, created["id"])
         [entry] = log["items"]
         assert (entry["delivery_id"], entry["status"], entry["attempts"]) == (
             delivery_id,

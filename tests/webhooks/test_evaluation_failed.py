@@ -14,7 +14,7 @@ from service.db.session import unit_of_work
 from service.engine import lease, storage
 from service.lifecycle import FAILED
 from tests.cli.conftest import dataset_jsonl
-from tests.webhooks.receiver import receiver
+from tests.webhooks.receiver import receiver, settled_log
 
 Headers = dict[str, str]
 
@@ -66,7 +66,7 @@ def test_a_failed_evaluation_is_announced(
         assert request.headers["X-Tunegate-Delivery"] == body["delivery_id"]
 
     hook_id = created.json()["id"]
-    log = client.get(f"/v1/webhooks/{hook_id}/deliveries", headers=auth).json()
+    log = settled_log(client.get, hook_id, headers=auth)
     assert log["total"] == 1
     [entry] = log["items"]
     assert (entry["status"], entry["attempts"], entry["last_status_code"]) == ("delivered", 1, 200)
