@@ -29,7 +29,7 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
 from service.archives import archive_format, spool, unpack
-from service.checkpoints import CheckpointKind, inspect_checkpoint
+from service.checkpoints import CheckpointKind, expand_home, inspect_checkpoint
 from service.db.models import Candidate, Evaluation
 from service.db.session import release, savepoint
 from service.errors import (
@@ -239,7 +239,7 @@ def list_candidates(
 
 def checkpoint_from_path(raw: str) -> Path:
     """A checkpoint path as sent; it must be absolute on the server (``~`` is expanded)."""
-    path = Path(raw).expanduser()
+    path = expand_home(raw, "checkpoint path")
     if not path.is_absolute():
         raise CheckpointRejected(
             f"checkpoint path {raw!r} is relative; send an absolute path on the server"

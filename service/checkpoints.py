@@ -96,6 +96,18 @@ def _resolved_roots(roots: Sequence[Path]) -> list[Path]:
     return [Path(r).expanduser().resolve() for r in roots]
 
 
+def expand_home(raw: str, what: str = "path") -> Path:
+    """``raw`` as a path with ``~`` / ``~user`` expanded.
+
+    Raises :class:`CheckpointRejected` (422) for a user this machine does not know,
+    where ``Path.expanduser`` would raise a bare RuntimeError.
+    """
+    try:
+        return Path(raw).expanduser()
+    except RuntimeError as exc:
+        raise CheckpointRejected(f"{what} {raw!r} names an unknown user's home") from exc
+
+
 def resolve_within_roots(path: Path, roots: Sequence[Path]) -> Path:
     """Resolve ``path`` (symlinks and ``..`` included) and require it under an allowed root.
 
@@ -343,7 +355,8 @@ def _looks_local(name: str) -> bool:
         name.startswith(("/", ".", "~"))
         or "\\" in name
         or name.count("/") > 1
-        or Path(name).expanduser().exists()
+        or name.startswith("~")
+        or Path(name).exists()
     )
 
 

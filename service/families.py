@@ -20,6 +20,7 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
 from service.aliases import PRODUCTION, get_alias
+from service.checkpoints import expand_home
 from service.db.models import Alias, Candidate, Family, GatePolicy
 from service.engine.builtin import BUILTIN_MODELS
 from service.errors import (
@@ -72,7 +73,7 @@ def validate_base_model(base_model: str, model_roots: Sequence[Path]) -> str:
     if base_model in BUILTIN_MODELS:
         return base_model
     builtins = ", ".join(BUILTIN_MODELS)
-    path = Path(base_model).expanduser()
+    path = expand_home(base_model, "base_model")
     if not path.is_absolute():
         raise InvalidRequest(
             f"base_model {base_model!r} is neither a built-in model ({builtins}) "

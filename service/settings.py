@@ -71,6 +71,10 @@ class Settings(BaseSettings):
     chunk_size: int = Field(default=16, ge=1)
     max_base_models: int = Field(default=2, ge=1)
     max_upload_bytes: int = Field(default=2 * 1024**3, ge=1)
+    max_body_bytes: int = Field(
+        default=64 * 1024**2, ge=1, description="Every request body but checkpoint uploads"
+    )
+    max_json_depth: int = Field(default=64, ge=2, description="Nesting levels of any JSON")
 
     # ---- under load: threads, connections and time-outs that fit together -------
     api_threads: int = Field(

@@ -14,6 +14,7 @@ from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from service import __version__
+from service.api.limits import BodyLimits
 from service.api.metrics import Metrics
 from service.api.routers import ROUTERS
 from service.api.routing import check_routes
@@ -92,6 +93,12 @@ def create_app(settings: Settings | None = None, *, migrate: bool = True) -> Fas
         lifespan=lifespan,
     )
     app.state.settings = settings
+
+    def body_limit(path: str) -> int:
+        upload = path == "/v1/candidates/upload"
+        return settings.max_upload_bytes if upload else settings.max_body_bytes
+
+    app.add_middleware(BodyLimits, limit_for=body_limit, max_depth=settings.max_json_depth)
 
     @app.middleware("http")
     async def _metrics(request: Request, call_next):  # type: ignore[no-untyped-def]

@@ -14,15 +14,21 @@ from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from typing import Annotated
 
-from fastapi import Depends, Request
+from fastapi import Depends, Path, Query, Request
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from sqlalchemy.orm import Session
 
+from service.api.schemas.common import DB_INT_MAX
 from service.auth import Principal, Scope, authenticate, require
 from service.db.session import unit_of_work
 from service.settings import Settings
 
 _bearer = HTTPBearer(auto_error=False)
+
+IdPath = Annotated[int, Path(ge=1, le=DB_INT_MAX, description="A stored row's id")]
+IdQuery = Annotated[int, Query(ge=1, le=DB_INT_MAX, description="A stored row's id")]
+OptionalIdQuery = Annotated[int | None, Query(ge=1, le=DB_INT_MAX)]
+OffsetQuery = Annotated[int, Query(ge=0, le=DB_INT_MAX, description="Rows to skip")]
 
 READ_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
 

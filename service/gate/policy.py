@@ -59,7 +59,8 @@ DEFAULT_INCONCLUSIVE: dict[RuleKind, Outcome] = {
 class _Rule(BaseModel):
     """Fields every rule has. ``id`` defaults to ``kind:metric[:domain][:cohort]``."""
 
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    # finite numbers only: a NaN bound never fails, and PostgreSQL jsonb refuses it
+    model_config = ConfigDict(extra="forbid", frozen=True, allow_inf_nan=False)
 
     id: str = ""
     metric: str = Field(min_length=1)
@@ -148,12 +149,13 @@ Rule = Annotated[AnyRule, Field(discriminator="kind")]
 class Policy(BaseModel):
     """A gate policy: shared statistics settings, inconclusive outcomes and the rules."""
 
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    # finite numbers only: a NaN bound never fails, and PostgreSQL jsonb refuses it
+    model_config = ConfigDict(extra="forbid", frozen=True, allow_inf_nan=False)
 
     alpha: float = Field(default=0.05, gt=0, lt=0.5)
     n_resamples: int = Field(default=2000, ge=2000, le=100_000)
     """Bootstrap resamples of the intervals of single means (threshold rules)."""
-    seed: int = 0
+    seed: int = Field(default=0, ge=0, le=2**32 - 1)
     family_wise: Literal["holm", "none"] = "holm"
     """Family-wise control of false blocks across the paired rules (see module docstring)."""
     inconclusive: dict[RuleKind, Outcome] = Field(

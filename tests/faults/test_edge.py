@@ -42,7 +42,8 @@ def test_json_depth_scanner_understands_strings() -> None:
     assert json_depth_ok(b'{"a": "[[[[[[[[[[[[[["}', 3)
     assert not json_depth_ok(b"[" * 5 + b"]" * 5, 4)
     scan = JsonDepth(10)
-    assert scan.feed(b'{"a": "\\u00') and not scan.feed(b'00"}')  # split across chunks
+    assert scan.feed(b'{"a": "\\u00')
+    assert not scan.feed(b'00"}')  # a NUL escape split across chunks
     assert scan.has_nul
     assert json_depth_ok(b'{"a": "\\\\u0000"}', 10)  # an escaped backslash, then text
 
@@ -87,9 +88,11 @@ def test_deep_json_is_422(client: TestClient, auth: Headers, depth: int) -> None
     )
     assert response.status_code == 422
     assert "nested deeper than 64" in response.json()["detail"]
-    body = {"name": "fam", "base_model": "smollm2-135m-instruct", "x": json.loads(
-        "[" * 70 + "]" * 70
-    )}
+    body = {
+        "name": "fam",
+        "base_model": "smollm2-135m-instruct",
+        "x": json.loads("[" * 70 + "]" * 70),
+    }
     response = client.post("/v1/families", json=body, headers=auth)
     assert response.status_code == 422
     _ready(client)
@@ -105,4 +108,71 @@ def test_nul_in_json_and_query_is_422(client: TestClient, auth: Headers) -> None
     response = client.get("/v1/candidates", params={"sweep": "w\x00"}, headers=auth)
     assert response.status_code == 422
     assert "control characters" in response.json()["detail"]
+    _ready(client)
+
+
+def test_ids_and_offsets_beyond_the_column_are_422(client: TestClient, auth: Headers) -> None:
+    huge = 2**63
+    for path in (
+        f"/v1/candidates/{huge}",
+        f"/v1/evaluations/{2**31}",
+        f"/v1/decisions/{huge}",
+        f"/v1/candidates?offset={2**31}",
+        f"/v1/evaluations?candidate_id={huge}",
+    ):
+        response = client.get(path, headers=auth)
+        assert response.status_code == 422, (path, response.text)
+        assert response.json()["error"] == "ValidationError"
+    response = client.post(
+        "/v1/evaluations", json={"candidate_id": huge, "dataset": "d"}, headers=auth
+    )
+    assert response.status_code == 422
+    assert client.get(f"/v1/candidates/{2**31 - 1}", headers=auth).status_code == 404
+    _ready(client)
+
+
+@pytest.mark.parametrize(
+    "policy",
+    [
+        "rules: [{kind: no_regression, metric: token_f1, tolerance: .nan}]",
+        "rules: [{kind: threshold, metric: token_f1, min: -.inf}]",
+        "seed: -1\nrules: [{kind: no_regression, metric: token_f1, tolerance: 0.1}]",
+    ],
+)
+def test_non_finite_policies_and_negative_seeds_are_422(
+    client: TestClient, auth: Headers, policy: str
+) -> None:
+    body = {"name": "fam", "base_model": "smollm2-135m-instruct", "policy": policy}
+    response = client.post("/v1/families", json=body, headers=auth)
+    assert response.status_code == 422, response.text
+    _ready(client)
+
+
+def test_control_characters_in_names_are_422(client: TestClient, auth: Headers) -> None:
+    api_family(client, auth)
+    body = {"family": "support-bot", "checkpoint": "/x", "learning_rate": 1e-4}
+    for field, value in (("sweep", "w\n47"), ("name", "a\tb"), ("tags", {"k": "v\x07"})):
+        response = client.post("/v1/candidates", json={**body, field: value}, headers=auth)
+        assert response.status_code == 422, (field, response.text)
+    metadata = json.dumps({"family": "support-bot", "learning_rate": 1e-4, "sweep": "a\x00"})
+    response = client.post(
+        "/v1/candidates/upload",
+        files={"archive": ("a.tar", b"x", "application/x-tar")},
+        data={"metadata": metadata},
+        headers=auth,
+    )
+    assert response.status_code == 422, response.text
+    _ready(client)
+
+
+def test_unknown_users_home_is_422(client: TestClient, auth: Headers) -> None:
+    body = {"name": "fam", "base_model": "~nosuchuser-tg/model"}
+    response = client.post("/v1/families", json=body, headers=auth)
+    assert response.status_code == 422, response.text
+    assert "unknown user" in response.json()["detail"]
+    api_family(client, auth)
+    body = {"family": "support-bot", "checkpoint": "~nosuchuser-tg/x", "learning_rate": 1e-4}
+    response = client.post("/v1/candidates", json=body, headers=auth)
+    assert response.status_code == 422, response.text
+    assert "unknown user" in response.json()["detail"]
     _ready(client)

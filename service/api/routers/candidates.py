@@ -27,7 +27,7 @@ from fastapi.exceptions import RequestValidationError
 from pydantic import ValidationError
 
 from service import candidates
-from service.api.deps import ReadToken, SessionDep, SettingsDep, SubmitToken
+from service.api.deps import IdPath, OffsetQuery, ReadToken, SessionDep, SettingsDep, SubmitToken
 from service.api.routers.evaluations import enqueue_after_commit
 from service.api.routing import UnitOfWorkRoute
 from service.api.schemas.candidates import (
@@ -142,7 +142,7 @@ def list_candidates(
     family: str | None = None,
     sweep: str | None = None,
     kind: str | None = None,
-    offset: Annotated[int, Query(ge=0)] = 0,
+    offset: OffsetQuery = 0,
     limit: Annotated[int, Query(ge=1, le=500)] = 100,
 ) -> list[CandidateOut]:
     rows = candidates.list_candidates(
@@ -152,5 +152,5 @@ def list_candidates(
 
 
 @router.get("/{candidate_id}", summary="One candidate with digests and training log")
-def get_candidate(candidate_id: int, session: SessionDep, _: ReadToken) -> CandidateDetail:
+def get_candidate(candidate_id: IdPath, session: SessionDep, _: ReadToken) -> CandidateDetail:
     return CandidateDetail.of(candidates.get_candidate(session, candidate_id))

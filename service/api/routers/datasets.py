@@ -8,7 +8,7 @@ from fastapi import APIRouter, Depends, Path, Query, Request, Response
 from starlette.datastructures import UploadFile
 
 from service import datasets
-from service.api.deps import ReadToken, SessionDep, SubmitToken
+from service.api.deps import OffsetQuery, ReadToken, SessionDep, SubmitToken
 from service.api.routing import UnitOfWorkRoute
 from service.api.schemas.common import NAME_PATTERN
 from service.api.schemas.datasets import (
@@ -86,7 +86,7 @@ def list_examples(
     version: str,
     session: SessionDep,
     _: ReadToken,
-    offset: Annotated[int, Query(ge=0)] = 0,
+    offset: OffsetQuery = 0,
     limit: Annotated[int, Query(ge=1, le=1000)] = 100,
 ) -> ExamplePage:
     found = datasets.get_version(session, name, datasets.parse_version_ref(version))

@@ -8,7 +8,7 @@ from typing import Literal
 from fastapi import APIRouter, Query
 
 from service import decisions
-from service.api.deps import ReadToken, SessionDep, SubmitToken
+from service.api.deps import IdPath, IdQuery, OffsetQuery, ReadToken, SessionDep, SubmitToken
 from service.api.routing import UnitOfWorkRoute
 from service.api.schemas.decisions import (
     CohortSliceOut,
@@ -24,7 +24,7 @@ router = APIRouter(prefix="/v1/decisions", tags=["decisions"], route_class=UnitO
 
 @router.get("", response_model=DecisionOut, summary="The gate decision of an evaluation")
 def decision_of_evaluation(
-    session: SessionDep, _: ReadToken, evaluation_id: int = Query(...)
+    session: SessionDep, _: ReadToken, evaluation_id: IdQuery
 ) -> DecisionOut:
     decision = decisions.decision_for_evaluation(session, evaluation_id)
     return DecisionOut.model_validate(decisions.decision_payload(session, decision))
@@ -33,15 +33,13 @@ def decision_of_evaluation(
 @router.post(
     "", response_model=DecisionOut, summary="Compute (or return) the decision of an evaluation"
 )
-def decide_evaluation(
-    session: SessionDep, _: SubmitToken, evaluation_id: int = Query(...)
-) -> DecisionOut:
+def decide_evaluation(session: SessionDep, _: SubmitToken, evaluation_id: IdQuery) -> DecisionOut:
     decision = decisions.compute_decision(session, evaluation_id)
     return DecisionOut.model_validate(decisions.decision_payload(session, decision))
 
 
 @router.get("/{decision_id}", response_model=DecisionOut, summary="One gate decision")
-def get_decision(session: SessionDep, _: ReadToken, decision_id: int) -> DecisionOut:
+def get_decision(session: SessionDep, _: ReadToken, decision_id: IdPath) -> DecisionOut:
     decision = decisions.get_decision(session, decision_id)
     return DecisionOut.model_validate(decisions.decision_payload(session, decision))
 
@@ -50,11 +48,11 @@ def get_decision(session: SessionDep, _: ReadToken, decision_id: int) -> Decisio
 def diff(
     session: SessionDep,
     _: ReadToken,
-    decision_id: int,
+    decision_id: IdPath,
     metric: str | None = None,
     domain: Literal["in", "out"] | None = None,
     cohort: str | None = None,
-    offset: int = Query(0, ge=0),
+    offset: OffsetQuery = 0,
     limit: int = Query(50, ge=1, le=MAX_PAGE),
 ) -> DiffPage:
     decision = decisions.get_decision(session, decision_id)
@@ -77,7 +75,7 @@ def diff(
 def slices(
     session: SessionDep,
     _: ReadToken,
-    decision_id: int,
+    decision_id: IdPath,
     metric: str | None = Query(None, description="default: the first comparative rule's metric"),
     domain: Literal["in", "out"] | None = None,
 ) -> SliceSummaryOut:

@@ -10,7 +10,15 @@ from fastapi import APIRouter, BackgroundTasks, Query, Request
 from sqlalchemy.orm import Session
 
 from service import evaluation_commands, evaluations, rescoring
-from service.api.deps import ReadToken, SessionDep, SettingsDep, SubmitToken
+from service.api.deps import (
+    IdPath,
+    OffsetQuery,
+    OptionalIdQuery,
+    ReadToken,
+    SessionDep,
+    SettingsDep,
+    SubmitToken,
+)
 from service.api.routing import UnitOfWorkRoute
 from service.api.schemas.evaluations import (
     EvaluationCreate,
@@ -30,7 +38,6 @@ from service.worker.dispatch import Dispatcher
 router = APIRouter(prefix="/v1/evaluations", tags=["evaluations"], route_class=UnitOfWorkRoute)
 log = logging.getLogger("tunegate.api")
 
-Offset = Annotated[int, Query(ge=0)]
 Limit = Annotated[int, Query(ge=1, le=evaluations.MAX_PAGE)]
 
 
@@ -87,8 +94,8 @@ def list_evaluations(
     sweep: str | None = None,
     status: str | None = None,
     dataset: str | None = None,
-    candidate_id: int | None = None,
-    offset: Offset = 0,
+    candidate_id: OptionalIdQuery = None,
+    offset: OffsetQuery = 0,
     limit: Limit = 50,
 ) -> EvaluationPage:
     filters = EvaluationFilters(family, sweep, status, dataset, candidate_id, offset, limit)
@@ -99,19 +106,19 @@ def list_evaluations(
 
 
 @router.get("/{evaluation_id}", summary="One evaluation with progress and aggregates")
-def get_evaluation(evaluation_id: int, session: SessionDep, _: ReadToken) -> EvaluationDetail:
+def get_evaluation(evaluation_id: IdPath, session: SessionDep, _: ReadToken) -> EvaluationDetail:
     return _detail(session, evaluation_id)
 
 
 @router.get("/{evaluation_id}/results", summary="Per-example outputs and scores")
 def evaluation_results(
-    evaluation_id: int,
+    evaluation_id: IdPath,
     session: SessionDep,
     _: ReadToken,
     metric: str | None = None,
     domain: str | None = None,
     cohort: str | None = None,
-    offset: Offset = 0,
+    offset: OffsetQuery = 0,
     limit: Limit = 100,
 ) -> ResultPage:
     rows, total = evaluations.evaluation_results(
@@ -132,7 +139,7 @@ def evaluation_results(
     "/{evaluation_id}/retry", summary="Queue a failed or cancelled evaluation again (resumes)"
 )
 def retry_evaluation(
-    evaluation_id: int,
+    evaluation_id: IdPath,
     session: SessionDep,
     request: Request,
     background: BackgroundTasks,
@@ -148,7 +155,7 @@ def retry_evaluation(
     summary="Score the stored outputs again (new or changed evaluators; no forward pass)",
 )
 def rescore_evaluation(
-    evaluation_id: int,
+    evaluation_id: IdPath,
     session: SessionDep,
     request: Request,
     background: BackgroundTasks,
@@ -161,6 +168,8 @@ def rescore_evaluation(
 
 
 @router.post("/{evaluation_id}/cancel", summary="Cancel a queued or running evaluation")
-def cancel_evaluation(evaluation_id: int, session: SessionDep, _: SubmitToken) -> EvaluationDetail:
+def cancel_evaluation(
+    evaluation_id: IdPath, session: SessionDep, _: SubmitToken
+) -> EvaluationDetail:
     evaluation_commands.cancel_evaluation(session, evaluation_id)
     return _detail(session, evaluation_id)

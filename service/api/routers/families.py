@@ -13,7 +13,14 @@ from typing import Annotated
 from fastapi import APIRouter, Depends, Query, Request, Response
 
 from service import families, timeline
-from service.api.deps import AdminToken, ReadToken, SessionDep, SettingsDep, SubmitToken
+from service.api.deps import (
+    AdminToken,
+    OffsetQuery,
+    ReadToken,
+    SessionDep,
+    SettingsDep,
+    SubmitToken,
+)
 from service.api.routing import UnitOfWorkRoute
 from service.api.schemas.decisions import TimelineEntryOut, TimelinePage
 from service.api.schemas.families import (
@@ -122,7 +129,7 @@ def decision_timeline(
     name: str,
     session: SessionDep,
     _: ReadToken,
-    offset: Annotated[int, Query(ge=0)] = 0,
+    offset: OffsetQuery = 0,
     limit: Annotated[int, Query(ge=1, le=timeline.MAX_PAGE)] = 100,
 ) -> TimelinePage:
     total, rows = timeline.decision_timeline(session, name, offset=offset, limit=limit)

@@ -7,7 +7,7 @@ from typing import Annotated
 from fastapi import APIRouter, Query, status
 
 from service import aliases
-from service.api.deps import PromoteToken, ReadToken, SessionDep
+from service.api.deps import OffsetQuery, PromoteToken, ReadToken, SessionDep
 from service.api.routing import UnitOfWorkRoute
 from service.api.schemas.decisions import PromoteIn
 from service.api.schemas.promotions import PromotionOut, PromotionPage
@@ -44,7 +44,7 @@ def list_promotions(
     _: ReadToken,
     family: str | None = None,
     alias: str | None = None,
-    offset: Annotated[int, Query(ge=0)] = 0,
+    offset: OffsetQuery = 0,
     limit: Annotated[int, Query(ge=1, le=aliases.MAX_PAGE)] = 100,
 ) -> PromotionPage:
     family_id = get_family(session, family).id if family is not None else None

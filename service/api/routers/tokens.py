@@ -5,7 +5,7 @@ from __future__ import annotations
 from fastapi import APIRouter
 
 from service import tokens
-from service.api.deps import AdminToken, SessionDep
+from service.api.deps import AdminToken, IdPath, SessionDep
 from service.api.routing import UnitOfWorkRoute
 from service.api.schemas.tokens import IssuedTokenOut, TokenCreate, TokenOut
 
@@ -24,5 +24,5 @@ def list_tokens(session: SessionDep, _: AdminToken) -> list[TokenOut]:
 
 
 @router.delete("/{token_id}", summary="Revoke a token")
-def revoke_token(token_id: int, session: SessionDep, _: AdminToken) -> TokenOut:
+def revoke_token(token_id: IdPath, session: SessionDep, _: AdminToken) -> TokenOut:
     return TokenOut.of(tokens.revoke_token(session, token_id))

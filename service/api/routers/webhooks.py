@@ -7,7 +7,7 @@ from typing import Annotated, Literal
 from fastapi import APIRouter, Query, status
 
 from service import webhooks
-from service.api.deps import AdminToken, ReadToken, SessionDep
+from service.api.deps import AdminToken, IdPath, OffsetQuery, ReadToken, SessionDep
 from service.api.routing import UnitOfWorkRoute
 from service.api.schemas.webhooks import (
     DeliveryOut,
@@ -32,7 +32,7 @@ def list_webhooks(session: SessionDep, _: ReadToken, family: str | None = None) 
 
 
 @router.delete("/{webhook_id}", status_code=status.HTTP_204_NO_CONTENT, summary="Remove a webhook")
-def delete_webhook(session: SessionDep, _: AdminToken, webhook_id: int) -> None:
+def delete_webhook(session: SessionDep, _: AdminToken, webhook_id: IdPath) -> None:
     webhooks.delete_webhook(session, webhook_id)
 
 
@@ -40,9 +40,9 @@ def delete_webhook(session: SessionDep, _: AdminToken, webhook_id: int) -> None:
 def deliveries(
     session: SessionDep,
     _: ReadToken,
-    webhook_id: int,
+    webhook_id: IdPath,
     status: Literal["pending", "delivered", "failed"] | None = None,
-    offset: Annotated[int, Query(ge=0)] = 0,
+    offset: OffsetQuery = 0,
     limit: Annotated[int, Query(ge=1, le=500)] = 50,
 ) -> DeliveryPage:
     rows, total = webhooks.list_deliveries(

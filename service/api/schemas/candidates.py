@@ -6,7 +6,7 @@ from typing import Literal, Self
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
-from service.api.schemas.common import UtcDateTime
+from service.api.schemas.common import PlainText, UtcDateTime
 from service.candidates import CandidateSpec, Submission, TrainingLogText, checkpoint_digest
 from service.db.models import Candidate
 
@@ -16,19 +16,19 @@ class CandidateMetadata(BaseModel):
 
     model_config = ConfigDict(extra="forbid")
 
-    family: str = Field(min_length=1, max_length=200)
+    family: PlainText = Field(min_length=1, max_length=200)
     kind: Literal["lora", "full"] | None = Field(
         default=None, description="Detected from the folder when left out"
     )
     learning_rate: float = Field(gt=0, allow_inf_nan=False)
-    sweep: str | None = Field(default=None, min_length=1, max_length=200)
-    training_run: str | None = Field(default=None, max_length=200)
-    name: str | None = Field(default=None, max_length=200)
-    tags: dict[str, str] = Field(default_factory=dict)
+    sweep: PlainText | None = Field(default=None, min_length=1, max_length=200)
+    training_run: PlainText | None = Field(default=None, max_length=200)
+    name: PlainText | None = Field(default=None, max_length=200)
+    tags: dict[PlainText, PlainText] = Field(default_factory=dict)
     evaluate: bool = Field(
         default=False, description="Queue an evaluation on `dataset` in the same request"
     )
-    dataset: str | None = Field(
+    dataset: PlainText | None = Field(
         default=None, min_length=1, description="`name` or `name@version` (with evaluate)"
     )
 
@@ -59,7 +59,7 @@ class CandidateMetadata(BaseModel):
 class CandidateCreate(CandidateMetadata):
     """``POST /v1/candidates``: a checkpoint folder by absolute path on the server."""
 
-    checkpoint: str = Field(min_length=1, max_length=2000)
+    checkpoint: PlainText = Field(min_length=1, max_length=2000)
     training_log: str | None = Field(
         default=None, description="trainer_state.json or step JSONL, as text"
     )

@@ -21,6 +21,15 @@ NAME_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9._-]{0,199}$"
 
 ResourceName = Annotated[str, Field(pattern=NAME_PATTERN)]
 
+DB_INT_MAX = 2**31 - 1
+"""The largest id or offset a database column holds (PostgreSQL ``integer``)."""
+
+DbId = Annotated[int, Field(ge=1, le=DB_INT_MAX)]
+"""A stored row's id in a request body: anything else is a 422, never a database error."""
+
+PlainText = Annotated[str, Field(pattern=r"^[^\x00-\x1f\x7f]*$")]
+"""One line of text without control characters (NUL included): names, sweeps, tags, paths."""
+
 
 ItemT = TypeVar("ItemT")
 

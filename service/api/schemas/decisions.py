@@ -7,7 +7,7 @@ from typing import Literal
 from pydantic import BaseModel, Field
 
 from service.aliases import PRODUCTION
-from service.api.schemas.common import Page, UtcDateTime
+from service.api.schemas.common import DbId, Page, PlainText, UtcDateTime
 
 Verdict = Literal["pass", "fail"]
 RuleVerdict = Literal["pass", "fail", "inconclusive_pass", "inconclusive_fail", "skipped"]
@@ -119,7 +119,7 @@ class TimelinePage(Page[TimelineEntryOut]):
 
 
 class PromoteIn(BaseModel):
-    candidate_id: int
-    alias: str = Field(default=PRODUCTION, min_length=1, max_length=100)
+    candidate_id: DbId
+    alias: PlainText = Field(default=PRODUCTION, min_length=1, max_length=100)
     reason: str | None = None
     override: bool = False

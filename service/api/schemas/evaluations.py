@@ -7,7 +7,7 @@ from typing import Annotated, Self
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from service.api.schemas.common import Page, UtcDateTime
+from service.api.schemas.common import DbId, Page, PlainText, UtcDateTime
 from service.db.models import Aggregate, Evaluation
 from service.evaluations import ResultRow
 from service.jsontypes import JSONObject
@@ -16,8 +16,10 @@ from service.jsontypes import JSONObject
 class EvaluationCreate(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
-    candidate_id: int = Field(ge=1)
-    dataset: str = Field(min_length=1, description="`name` (latest version) or `name@version`")
+    candidate_id: DbId
+    dataset: PlainText = Field(
+        min_length=1, description="`name` (latest version) or `name@version`"
+    )
 
 
 class EvaluationRescore(BaseModel):

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from service.api.schemas.common import ResourceName, UtcDateTime
+from service.api.schemas.common import PlainText, ResourceName, UtcDateTime
 from service.db.models import Alias, GatePolicy
 from service.families import FamilyDetail
 from service.jsontypes import JSONObject
@@ -14,7 +14,7 @@ class FamilyCreate(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     name: ResourceName
-    base_model: str = Field(
+    base_model: PlainText = Field(
         min_length=1,
         max_length=1000,
         description="'smollm2-135m-instruct' or an absolute model folder under the model roots",

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from service.api.schemas.common import UtcDateTime
+from service.api.schemas.common import PlainText, UtcDateTime
 from service.auth import Scope
 from service.db.models import ApiToken
 
@@ -13,7 +13,7 @@ class TokenCreate(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     scope: Scope
-    name: str = Field(min_length=1, max_length=200)
+    name: PlainText = Field(min_length=1, max_length=200)
 
 
 class TokenOut(BaseModel):

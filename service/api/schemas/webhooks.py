@@ -6,7 +6,7 @@ from typing import Literal, Self
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from service.api.schemas.common import UtcDateTime
+from service.api.schemas.common import PlainText, UtcDateTime
 from service.db.models import Webhook, WebhookDelivery
 from service.jsontypes import JSONObject
 
@@ -16,7 +16,7 @@ EventName = Literal["decision.made", "promotion", "evaluation.failed"]
 class WebhookIn(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
-    family: str = Field(min_length=1, max_length=200)
+    family: PlainText = Field(min_length=1, max_length=200)
     url: str = Field(min_length=8, max_length=2000, description="http:// or https:// endpoint")
     events: list[EventName] | None = Field(default=None, description="Default: every event")
     secret: str | None = Field(
