@@ -5,10 +5,15 @@ An archive (.tar.gz, .tgz, .tar or .zip) is unpacked into
 in the same folder. Before anything is written every member is checked: no
 absolute path, no ``..`` component, nothing but regular files and directories
 (no symlinks, hard links, devices or FIFOs), and the total unpacked size within
-``max_bytes``. Tar extraction additionally runs with ``filter="data"``; zip
-members are copied by hand while counting the bytes actually decompressed, so a
-lying size header cannot exhaust the disk. Unpacking happens in a private
-``.partial-*`` folder that is renamed into place only when complete.
+``max_bytes``. Tar members are checked one at a time as the stream yields them
+(a million-member tar is refused at member 10,001, never listed whole), then
+extracted with ``filter="data"``; zip members are copied by hand while counting the
+bytes actually decompressed, so a lying size header cannot exhaust the disk.
+
+Nothing is left behind: :func:`unpack_scratch` unpacks into a private scratch
+folder that the caller inspects, and only an accepted checkpoint is moved to
+``uploads/<sha256>`` (:func:`keep`); :func:`remove_scratch` deletes the scratch
+on any refusal or error, and :func:`sweep_orphans` removes what a crash left.
 Everything refused raises :class:`~service.errors.CheckpointRejected` with the reason.
 """
 
@@ -69,30 +74,32 @@ def _check_name(name: str) -> PurePosixPath:
     return path
 
 
-def _check_tar(tar: tarfile.TarFile, max_bytes: int) -> list[tarfile.TarInfo]:
-    members = tar.getmembers()
-    if len(members) > MAX_MEMBERS:
-        raise CheckpointRejected(f"archive has more than {MAX_MEMBERS} members")
-    total = 0
-    for member in members:
-        _check_name(member.name)
-        if member.issym() or member.islnk():
-            kind = "a symlink" if member.issym() else "a hard link"
-            raise CheckpointRejected(f"archive member {member.name!r} is {kind}; refused")
-        if not (member.isfile() or member.isdir()):
-            raise CheckpointRejected(
-                f"archive member {member.name!r} is not a regular file or directory"
-            )
-        total += member.size
-        if total > max_bytes:
-            raise CheckpointRejected(f"archive unpacks to more than {max_bytes} bytes")
-    return members
+def _check_tar_member(member: tarfile.TarInfo) -> None:
+    _check_name(member.name)
+    if member.issym() or member.islnk():
+        kind = "a symlink" if member.issym() else "a hard link"
+        raise CheckpointRejected(f"archive member {member.name!r} is {kind}; refused")
+    if not (member.isfile() or member.isdir()):
+        raise CheckpointRejected(
+            f"archive member {member.name!r} is not a regular file or directory"
+        )
 
 
 def _unpack_tar(archive: Path, dest: Path, max_bytes: int) -> None:
+    """Check the members as the stream yields them — refusing the 10,001st at once,
+    never listing a million — then extract the checked ones."""
     try:
         with tarfile.open(archive, "r:*") as tar:
-            members = _check_tar(tar, max_bytes)
+            members: list[tarfile.TarInfo] = []
+            total = 0
+            for member in tar:
+                if len(members) == MAX_MEMBERS:
+                    raise CheckpointRejected(f"archive has more than {MAX_MEMBERS} members")
+                _check_tar_member(member)
+                total += member.size
+                if total > max_bytes:
+                    raise CheckpointRejected(f"archive unpacks to more than {max_bytes} bytes")
+                members.append(member)
             tar.extractall(dest, members=members, filter="data")
     except CheckpointRejected:
         raise
@@ -144,28 +151,91 @@ def _checkpoint_folder(root: Path) -> Path:
     return root
 
 
-def unpack(
-    archive: Path, fmt: ArchiveFormat, uploads_dir: Path, digest: str, max_bytes: int
-) -> Path:
-    """Unpack ``archive`` into ``uploads_dir/<digest>/`` (once) and return the checkpoint folder.
+SCRATCH = ".scratch"
+INCOMING = ".incoming"
 
-    The folder is reused when the same archive was unpacked before; a refused
-    archive leaves nothing behind. Raises ``CheckpointRejected``.
+
+def unpack_scratch(archive: Path, fmt: ArchiveFormat, uploads_dir: Path, max_bytes: int) -> Path:
+    """Unpack ``archive`` into a fresh scratch folder under ``uploads_dir/.scratch``.
+
+    Returns the checkpoint folder inside it (see :func:`scratch_root`). The caller
+    inspects it, then :func:`keep` moves it into place or :func:`remove_scratch`
+    deletes it. A refused archive leaves nothing behind. Raises ``CheckpointRejected``.
     """
+    scratch = uploads_dir / SCRATCH
+    scratch.mkdir(parents=True, exist_ok=True)
+    root = Path(tempfile.mkdtemp(prefix="unpack-", dir=scratch))
+    try:
+        if fmt == "tar":
+            _unpack_tar(archive, root, max_bytes)
+        else:
+            _unpack_zip(archive, root, max_bytes)
+        return _checkpoint_folder(root)
+    except BaseException:
+        shutil.rmtree(root, ignore_errors=True)
+        raise
+
+
+def scratch_root(folder: Path, uploads_dir: Path) -> Path:
+    """The scratch folder (``uploads/.scratch/unpack-*``) that holds ``folder``."""
+    relative = folder.relative_to(uploads_dir / SCRATCH)
+    return uploads_dir / SCRATCH / relative.parts[0]
+
+
+def keep(folder: Path, uploads_dir: Path, digest: str) -> Path:
+    """Move an accepted scratch checkpoint to ``uploads_dir/<digest>``; returns its new path.
+
+    When the same archive was kept before (or a concurrent twin won the rename),
+    the existing folder is used and the scratch removed.
+    """
+    root = scratch_root(folder, uploads_dir)
     final = uploads_dir / digest
-    if not final.is_dir():
-        uploads_dir.mkdir(parents=True, exist_ok=True)
-        partial = Path(tempfile.mkdtemp(prefix=f".partial-{digest[:12]}-", dir=uploads_dir))
+    try:
+        os.rename(root, final)
+    except OSError:
+        if not final.is_dir():
+            raise
+        shutil.rmtree(root, ignore_errors=True)
+    return final / folder.relative_to(root)
+
+
+def remove_scratch(folder: Path, uploads_dir: Path) -> None:
+    """Delete the scratch folder holding ``folder`` (no-op once kept or gone)."""
+    try:
+        root = scratch_root(folder, uploads_dir)
+    except ValueError:
+        return
+    shutil.rmtree(root, ignore_errors=True)
+
+
+def sweep_orphans(uploads_dir: Path, referenced: set[str], *, older_than: float) -> list[Path]:
+    """Remove leftovers older than ``older_than`` seconds; returns what was removed.
+
+    Leftovers: spooled archives and scratch folders a crash left behind, and
+    ``uploads/<sha256>`` folders no candidate refers to (``referenced`` holds the
+    folder names that candidates' checkpoint paths lie under).
+    """
+    import time
+
+    cutoff = time.time() - older_than
+    removed: list[Path] = []
+    if not uploads_dir.is_dir():
+        return removed
+    candidates = [*uploads_dir.iterdir()]
+    for sub in (INCOMING, SCRATCH):
+        if (uploads_dir / sub).is_dir():
+            candidates.extend((uploads_dir / sub).iterdir())
+    for path in candidates:
+        if path.name in (INCOMING, SCRATCH) or path.name in referenced:
+            continue
         try:
-            if fmt == "tar":
-                _unpack_tar(archive, partial, max_bytes)
-            else:
-                _unpack_zip(archive, partial, max_bytes)
-            try:
-                os.rename(partial, final)
-            except OSError:
-                if not final.is_dir():  # not a concurrent twin that won the rename
-                    raise
-        finally:
-            shutil.rmtree(partial, ignore_errors=True)
-    return _checkpoint_folder(final)
+            if path.lstat().st_mtime > cutoff:
+                continue
+        except FileNotFoundError:
+            continue
+        if path.is_dir() and not path.is_symlink():
+            shutil.rmtree(path, ignore_errors=True)
+        else:
+            path.unlink(missing_ok=True)
+        removed.append(path)
+    return removed

@@ -20,7 +20,7 @@ import json
 import os
 import tempfile
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Any, BinaryIO
 
@@ -28,8 +28,15 @@ from sqlalchemy import select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
-from service.archives import archive_format, spool, unpack
-from service.checkpoints import CheckpointKind, expand_home, inspect_checkpoint
+from service.archives import (
+    INCOMING,
+    archive_format,
+    keep,
+    remove_scratch,
+    spool,
+    unpack_scratch,
+)
+from service.checkpoints import CheckpointInfo, CheckpointKind, expand_home, inspect_checkpoint
 from service.db.models import Candidate, Evaluation
 from service.db.session import release, savepoint
 from service.errors import (
@@ -143,6 +150,7 @@ def submit_candidate(
     *,
     source: str,
     idempotency: Idempotency | None = None,
+    accept: Callable[[CheckpointInfo], CheckpointInfo] | None = None,
 ) -> Submission:
     """Register a candidate (and queue its evaluation when ``spec.evaluate_on`` is set).
 
@@ -167,6 +175,8 @@ def submit_candidate(
     diagnosis: JSONObject | None = None
     if spec.training_log is not None:
         points, diagnosis = _read_training_log(spec.training_log)
+    if accept is not None:  # e.g. move an accepted upload out of its scratch folder
+        info = accept(info)
     candidate = Candidate(
         family_id=family.id,
         name=spec.name,
@@ -272,11 +282,21 @@ def submit_upload(
     request is not a replay. Raises what :func:`submit_candidate` raises.
     """
     fmt = archive_format(upload.filename)
-    incoming = settings.uploads_dir / ".incoming"
+    uploads = settings.uploads_dir
+    incoming = uploads / INCOMING
     incoming.mkdir(parents=True, exist_ok=True)
     fd, name = tempfile.mkstemp(dir=incoming, suffix=".archive")
     os.close(fd)
     spooled = Path(name)
+    unpacked: list[Path] = []
+
+    def locate() -> Path:
+        unpacked.append(unpack_scratch(spooled, fmt, uploads, settings.max_upload_bytes))
+        return unpacked[-1]
+
+    def accept(info: CheckpointInfo) -> CheckpointInfo:
+        return replace(info, path=keep(unpacked[-1], uploads, sha).resolve())
+
     try:
         sha = spool(upload.stream, spooled, settings.max_upload_bytes)
         idempotency = None
@@ -287,9 +307,12 @@ def submit_upload(
             session,
             settings,
             spec,
-            lambda: unpack(spooled, fmt, settings.uploads_dir, sha, settings.max_upload_bytes),
+            locate,
             source="upload",
             idempotency=idempotency,
+            accept=accept,
         )
-    finally:
+    finally:  # whatever was refused or failed leaves nothing on disk
         spooled.unlink(missing_ok=True)
+        for folder in unpacked:
+            remove_scratch(folder, uploads)

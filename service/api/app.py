@@ -23,6 +23,7 @@ from service.db.migrate import upgrade_to_head
 from service.db.session import make_engine, make_sessionmaker, unit_of_work
 from service.errors import ServiceBusy, TunegateError
 from service.settings import Settings, get_settings
+from service.upload_sweeper import UploadSweeper
 from service.webhook_sender import WebhookSender
 from service.worker.dispatch import Dispatcher
 
@@ -76,12 +77,15 @@ def create_app(settings: Settings | None = None, *, migrate: bool = True) -> Fas
         app.state.dispatcher.start()
         app.state.webhooks = WebhookSender(app.state.sessionmaker, settings)
         app.state.webhooks.start()
+        app.state.upload_sweeper = UploadSweeper(app.state.sessionmaker, settings.uploads_dir)
+        app.state.upload_sweeper.start()
         app.state.mlflow = _make_mlflow_sync(app, settings)
         try:
             yield
         finally:
             if app.state.mlflow is not None:
                 app.state.mlflow.stop()
+            app.state.upload_sweeper.stop()
             app.state.webhooks.stop()
             app.state.dispatcher.stop()
             engine.dispose()
