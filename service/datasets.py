@@ -18,7 +18,7 @@ from sqlalchemy.orm import Session
 from service.dataset_format import ParsedDataset, canonical_jsonl, parse_dataset
 from service.db.base import Base
 from service.db.models import Dataset, DatasetExample, DatasetVersion, HeldoutText
-from service.errors import Conflict, DatasetNotFound, DatasetVersionNotFound, InvalidRequest
+from service.errors import ConcurrentUpdate, DatasetNotFound, DatasetVersionNotFound, InvalidRequest
 from service.jsontypes import JSONObject
 from service.queries.examples import examples_of, heldout_of
 
@@ -142,7 +142,7 @@ def push_version(session: Session, name: str, body: bytes) -> PushResult:
     the (dataset, digest) unique constraint and returns the winner's version; one of
     different content that took the same version number is retried with the next.
     Raises :class:`InvalidDataset` (nothing is stored) or, after repeated lost races,
-    :class:`Conflict`.
+    :class:`ConcurrentUpdate` (409).
     """
     parsed = parse_dataset(body)
     digest = parsed.digest
@@ -154,7 +154,9 @@ def push_version(session: Session, name: str, body: bytes) -> PushResult:
         inserted = _insert_version(session, dataset_id, parsed, digest)
         if inserted is not None:
             return PushResult(inserted, created=True)
-    raise Conflict(f"could not store a version of {name!r}: too many concurrent pushes")
+    raise ConcurrentUpdate(
+        f"could not store a version of {name!r}: too many concurrent pushes; retry"
+    )
 
 
 # --- reading -------------------------------------------------------------------------

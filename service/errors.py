@@ -89,6 +89,10 @@ class AlreadyExists(Conflict):
     pass
 
 
+class ConcurrentUpdate(Conflict):
+    """Lost a race with concurrent writers every time it was retried; the client may retry."""
+
+
 class IdempotencyKeyReused(Conflict):
     """The same Idempotency-Key was sent with a different request body."""
 

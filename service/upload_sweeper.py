@@ -29,6 +29,8 @@ def referenced_uploads(session: Session, uploads_dir: Path) -> set[str]:
     for raw in session.scalars(
         select(Candidate.checkpoint_path).where(Candidate.source == "upload")
     ):
+        if raw is None:
+            continue
         try:
             names.add(Path(raw).relative_to(uploads_dir).parts[0])
         except (ValueError, IndexError):

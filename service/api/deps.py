@@ -82,6 +82,7 @@ def ScopedToken(scope: Scope) -> object:
     ) -> TokenCheck:
         return TokenCheck(scope, credentials.credentials if credentials else None, session)
 
+    _check.tunegate_scope = scope  # type: ignore[attr-defined]  # marks a token check
     return Depends(_check)
 
 

@@ -16,10 +16,12 @@ import inspect
 from collections.abc import Callable, Iterable
 from typing import Any
 
+from fastapi.dependencies.utils import get_typed_signature
 from fastapi.routing import APIRoute, APIRouter
 from sqlalchemy.orm import Session
 
 from service.api.deps import TokenCheck
+from service.api.schemas.common import ErrorOut
 from service.db.session import abandon, finish
 
 
@@ -56,10 +58,57 @@ def committing(endpoint: Callable[..., Any]) -> Callable[..., Any]:
     return run
 
 
+_ERRORS: dict[int, str] = {
+    401: "No bearer token, or an unknown or revoked one",
+    403: "The token's scope does not allow this",
+    404: "What the path names does not exist",
+    409: "Conflicts with what is stored (a lost race, a reused key, a refused promotion)",
+    413: "The request body is over the configured limit (the detail names it)",
+    422: "The request is invalid (the detail names the field and the problem)",
+    503: "Saturated or briefly without its database; nothing was stored: retry after "
+    "Retry-After seconds",
+}
+
+
+def _has_token_check(endpoint: Callable[..., Any]) -> bool:
+    for parameter in get_typed_signature(endpoint).parameters.values():
+        for meta in getattr(parameter.annotation, "__metadata__", ()):
+            if getattr(getattr(meta, "dependency", None), "tunegate_scope", None):
+                return True
+    return False
+
+
+def error_responses(
+    path: str, methods: Iterable[str], endpoint: Callable[..., Any]
+) -> dict[int | str, dict[str, Any]]:
+    """The error answers a route can give, each with the real ``{error, detail}`` body."""
+    writes = bool(set(methods) - {"GET", "HEAD", "OPTIONS"})
+    codes = [422, 503]
+    if _has_token_check(endpoint):
+        codes += [401, 403]
+    if "{" in path:
+        codes.append(404)
+    if writes:
+        codes += [409, 413]
+    responses: dict[int | str, dict[str, Any]] = {}
+    for code in sorted(codes):
+        responses[code] = {"model": ErrorOut, "description": _ERRORS[code]}
+    responses[503]["headers"] = {
+        "Retry-After": {"description": "Seconds to wait", "schema": {"type": "integer"}}
+    }
+    return responses
+
+
 class UnitOfWorkRoute(APIRoute):
-    """An ``APIRoute`` whose endpoint is one unit of work on one thread (see module doc)."""
+    """An ``APIRoute`` whose endpoint is one unit of work on one thread (see module doc).
+
+    Its OpenAPI entry lists every error status it can answer, with the real body.
+    """
 
     def __init__(self, path: str, endpoint: Callable[..., Any], **kwargs: Any) -> None:
+        if kwargs.get("include_in_schema", True):
+            errors = error_responses(path, kwargs.get("methods") or ["GET"], endpoint)
+            kwargs["responses"] = {**errors, **(kwargs.get("responses") or {})}
         super().__init__(path, committing(endpoint), **kwargs)
 
 

@@ -5,7 +5,8 @@ sends: ``--token`` > ``TUNEGATE_TOKEN`` > the embedded server's local admin toke
 (``<data_dir>/admin.token``, written on the server's first start), so the local path needs
 no set-up.
 
-Retries: a network error or a 5xx answer is retried with exponential backoff. A request
+Retries: a network error or a 5xx answer is retried with exponential backoff (a 503 waits
+at least its ``Retry-After``), and so is a 409 ``ConcurrentUpdate`` (a lost race). A request
 that registers something carries an ``Idempotency-Key`` that is generated once, before the
 first attempt, and sent unchanged with every retry, so a retry whose first attempt did reach
 the server is answered with the first registration instead of a second one.
@@ -140,6 +141,26 @@ def _explain(method: str, path: str, response: httpx.Response) -> ClientError:
     )
 
 
+def _retryable(response: httpx.Response) -> bool:
+    """5xx, or a 409 for a lost race (by the error's class name, never its text)."""
+    if response.status_code in RETRY_STATUSES:
+        return True
+    if response.status_code == 409:
+        try:
+            return bool(response.json().get("error") == "ConcurrentUpdate")
+        except (ValueError, AttributeError):
+            return False
+    return False
+
+
+def _retry_after(response: httpx.Response) -> float:
+    """Seconds a 503 asks to wait (``Retry-After``, capped at a minute); 0 otherwise."""
+    try:
+        return min(float(response.headers.get("Retry-After", 0)), 60.0)
+    except ValueError:
+        return 0.0
+
+
 @dataclass
 class RetryPolicy:
     """How often and how patiently to retry network errors and 5xx answers."""
@@ -216,7 +237,8 @@ class TunegateClient:
             except httpx.TransportError as exc:
                 last_network_error = exc
                 continue
-            if response.status_code in RETRY_STATUSES and attempt + 1 < self.retry.attempts:
+            if _retryable(response) and attempt + 1 < self.retry.attempts:
+                time.sleep(_retry_after(response))
                 continue
             if response.is_error:
                 raise _explain(method, path, response)

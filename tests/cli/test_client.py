@@ -226,3 +226,46 @@ def test_an_answer_that_is_not_the_model_is_a_client_error() -> None:
             client.get_family("tiny")
     assert "not a FamilyOut" in caught.value.why
     assert "\n" not in caught.value.line()
+
+
+class RaceThenBusy(httpx.BaseTransport):
+    """A lost race (409 ConcurrentUpdate), then a saturated server (503 + Retry-After), then
+    the real server; records the Idempotency-Key of every attempt."""
+
+    def __init__(self, conflict: str = "ConcurrentUpdate") -> None:
+        self.inner = httpx.HTTPTransport()
+        self.conflict = conflict
+        self.keys: list[str | None] = []
+
+    def handle_request(self, request: httpx.Request) -> httpx.Response:
+        self.keys.append(request.headers.get("Idempotency-Key"))
+        if len(self.keys) == 1:
+            return httpx.Response(409, json={"error": self.conflict, "detail": "raced"})
+        if len(self.keys) == 2:
+            body = {"error": "ServiceBusy", "detail": "busy"}
+            return httpx.Response(503, json=body, headers={"Retry-After": "0.1"})
+        return self.inner.handle_request(request)
+
+
+def test_lost_race_and_503_are_retried_with_the_same_key(
+    live_server: LiveServer, full_copy: Path
+) -> None:
+    transport = RaceThenBusy()
+    request = CandidateRequest(
+        checkpoint=full_copy, family="tiny", learning_rate=3e-4, sweep="race", kind="full"
+    )
+    with TunegateClient(live_server.url, live_server.token, retry=FAST, transport=transport) as c:
+        candidate = submit_candidate(c, request)
+    assert len(transport.keys) == 3
+    assert len(set(transport.keys)) == 1
+    assert transport.keys[0] is not None
+    assert [row["id"] for row in _candidates(live_server, "race")] == [candidate.id]
+
+
+def test_other_conflicts_are_not_retried(live_server: LiveServer) -> None:
+    transport = RaceThenBusy(conflict="IdempotencyKeyReused")
+    with TunegateClient(live_server.url, live_server.token, retry=FAST, transport=transport) as c:
+        with pytest.raises(ClientError) as caught:
+            c.get_dataset_version("ds")
+    assert caught.value.status == 409
+    assert len(transport.keys) == 1

@@ -176,3 +176,23 @@ def test_unknown_users_home_is_422(client: TestClient, auth: Headers) -> None:
     assert response.status_code == 422, response.text
     assert "unknown user" in response.json()["detail"]
     _ready(client)
+
+
+def test_openapi_documents_every_error_with_the_real_body(client: TestClient) -> None:
+    spec = client.get("/openapi.json").json()
+    assert "HTTPValidationError" not in spec["components"]["schemas"]
+    for path, operations in spec["paths"].items():
+        for method, operation in operations.items():
+            responses = operation["responses"]
+            expected = {"422", "503"}
+            if any(s for s in operation.get("security", [])) or path.startswith("/v1/"):
+                expected |= {"401", "403"}
+            if "{" in path:
+                expected.add("404")
+            if method != "get":
+                expected |= {"409", "413"}
+            assert expected <= set(responses), (method, path, sorted(responses))
+            for code in expected:
+                schema = responses[code]["content"]["application/json"]["schema"]
+                assert schema == {"$ref": "#/components/schemas/ErrorOut"}, (path, code)
+            assert "Retry-After" in responses["503"]["headers"]
