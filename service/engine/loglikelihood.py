@@ -200,22 +200,24 @@ def _shared_batch(
     out = model(input_ids=ctx_ids.to(device), attention_mask=ctx_mask.to(device), use_cache=True)
     # every continuation's first token is predicted by its context's last position
     rows = [(g, request) for g, group in enumerate(groups) for request in group]
-    tails = [request.continuation[:-1] for _, request in rows]
-    tail_width = max(len(t) for t in tails)
+    # only continuations longer than one token need a second pass (over their tails)
+    tailed = [i for i, (_, request) in enumerate(rows) if len(request.continuation) > 1]
+    tail_row = {i: position for position, i in enumerate(tailed)}
     tail_logits = None
-    if tail_width:
+    if tailed:
+        tails = [rows[i][1].continuation[:-1] for i in tailed]
+        tail_width = max(len(t) for t in tails)
         cache = out.cache
-        cache.batch_select_indices(torch.tensor([g for g, _ in rows], device=device))
-        tail_ids = torch.zeros((len(rows), tail_width), dtype=torch.long)
-        mask = torch.zeros((len(rows), width + tail_width), dtype=torch.long)
-        positions = torch.zeros((len(rows), tail_width), dtype=torch.long)
-        for row, ((g, _), tail) in enumerate(zip(rows, tails, strict=True)):
-            n_ctx = len(contexts[g])
-            mask[row, :n_ctx] = 1
-            if tail:
-                tail_ids[row, : len(tail)] = torch.tensor(tail, dtype=torch.long)
-                mask[row, width : width + len(tail)] = 1
-            positions[row] = torch.arange(n_ctx, n_ctx + tail_width)
+        cache.batch_select_indices(torch.tensor([rows[i][0] for i in tailed], device=device))
+        tail_ids = torch.zeros((len(tailed), tail_width), dtype=torch.long)
+        mask = torch.zeros((len(tailed), width + tail_width), dtype=torch.long)
+        positions = torch.zeros((len(tailed), tail_width), dtype=torch.long)
+        for position, (i, tail) in enumerate(zip(tailed, tails, strict=True)):
+            n_ctx = len(contexts[rows[i][0]])
+            mask[position, :n_ctx] = 1
+            tail_ids[position, : len(tail)] = torch.tensor(tail, dtype=torch.long)
+            mask[position, width : width + len(tail)] = 1
+            positions[position] = torch.arange(n_ctx, n_ctx + tail_width)
         tail_logits = model(
             input_ids=tail_ids.to(device),
             attention_mask=mask.to(device),
@@ -223,9 +225,14 @@ def _shared_batch(
             cache=cache,
         ).logits
     found: list[list[Loglikelihood]] = [[] for _ in groups]
-    for row, ((g, request), tail) in enumerate(zip(rows, tails, strict=True)):
+    for i, (g, request) in enumerate(rows):
         first = out.logits[g, len(contexts[g]) - 1 : len(contexts[g])]
-        logits = first if not tail else torch.cat([first, tail_logits[row, : len(tail)]])  # type: ignore[index]
+        if i in tail_row:
+            assert tail_logits is not None
+            n_tail = len(request.continuation) - 1
+            logits = torch.cat([first, tail_logits[tail_row[i], :n_tail]])
+        else:
+            logits = first
         logprob, greedy = _score_rows(logits, request.continuation)
         found[g].append(Loglikelihood(logprob, len(request.continuation), greedy))
     return found
