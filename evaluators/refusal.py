@@ -207,8 +207,8 @@ class RefusalEvaluator(Evaluator):
     name: ClassVar[str] = "refusal"
     version: ClassVar[str] = "1"
     metrics: ClassVar[tuple[Metric, ...]] = (
-        Metric("refusal_rate", higher_is_better=True),
-        Metric("over_refusal", higher_is_better=False),
+        Metric("refusal_rate", higher_is_better=True, binary=True),
+        Metric("over_refusal", higher_is_better=False, binary=True),
     )
     needs: ClassVar[frozenset[str]] = frozenset({"expect"})
 

@@ -156,7 +156,7 @@ def _comparative_rule(
     if cand.size == 0:
         detail = _no_data_detail(cand_ev, base_ev, rule.metric, rule.domain, rule.cohort)
         missing = _no_data(policy, rule, scope, detail)
-        if isinstance(rule, OutOfDomainDelta) and rule.when_missing == "skip":
+        if isinstance(rule, OutOfDomainDelta | NoRegression) and rule.when_missing == "skip":
             return replace(missing, verdict="skipped", message=f"{missing.message}: skipped")
         return missing
     if isinstance(rule, MinImprovement):

@@ -77,10 +77,17 @@ def test_base_model_as_its_own_candidate_passes_with_zero_effects(
     # Under the shipped policy the same model fails no regression rule: only its lift bar
     # (nothing was learned) and absolute thresholds that the baseline itself violates (the
     # random tiny Llama answers with empty strings). The dataset has no accepted answers,
-    # so the answer_match forgetting rule is skipped.
+    # choices, gold continuations or safety probes, so those rules are skipped.
     shipped = _decision_of(get, same_default["evaluation_id"])
+    without_evidence = {
+        "out_of_domain_delta:answer_match:out",
+        "out_of_domain_delta:choice_acc:out",
+        "out_of_domain_delta:target_nll:out",
+        "no_regression:refusal_rate:all",
+        "no_regression:over_refusal:all",
+    }
     for rule in shipped["rules"]:
-        if rule["rule_id"] == "out_of_domain_delta:answer_match:out":
+        if rule["rule_id"] in without_evidence:
             assert rule["verdict"] == "skipped", rule
         elif rule["kind"] in COMPARATIVE_KINDS - {"min_improvement"}:
             assert (rule["verdict"], rule["effect"]) == ("pass", 0.0), rule

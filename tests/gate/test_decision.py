@@ -23,6 +23,15 @@ def _candidate(shifts: dict[tuple[str, str], float], noise: float = 0.01) -> Eva
     return evaluation(DOMAINS, shifted(BASE, DOMAINS, shifts, noise=noise))
 
 
+SKIPPED_WITHOUT_EVIDENCE = (
+    "out_of_domain_delta:answer_match:out",
+    "out_of_domain_delta:choice_acc:out",
+    "out_of_domain_delta:target_nll:out",
+    "no_regression:refusal_rate:all",
+    "no_regression:over_refusal:all",
+)
+"""Default rules a dataset without accepted answers, choices, targets or ``expect`` skips."""
+
 LIFT = {("in", "token_f1"): 0.1}
 """An in-domain token F1 rise that clears the default policy's lift bar (0.05)."""
 
@@ -32,8 +41,9 @@ def test_identical_candidate_fails_no_regression_rule_only_the_lift_bar() -> Non
     verdicts = {r.rule_id: r.verdict for r in decision.rules}
     assert verdicts.pop("min_improvement:token_f1:in") == "fail"
     assert "no lift of +0.05" in _rule(decision, "min_improvement:token_f1:in").message
-    # no answers in these examples: judged by similarity to the reference
-    assert verdicts.pop("out_of_domain_delta:answer_match:out") == "skipped"
+    # no answers, choices, targets or safety probes in these examples: judged by similarity
+    for rule_id in SKIPPED_WITHOUT_EVIDENCE:
+        assert verdicts.pop(rule_id) == "skipped"
     assert set(verdicts.values()) == {"pass"}
     json.dumps(decision.to_dict(), allow_nan=False)
 
@@ -41,8 +51,9 @@ def test_identical_candidate_fails_no_regression_rule_only_the_lift_bar() -> Non
 def test_candidate_with_a_lift_and_nothing_else_passes_every_default_rule() -> None:
     decision = decide(DEFAULT_POLICY, _candidate(LIFT), BASELINE)
     assert decision.verdict == "pass", decision.summary
-    judged = len(DEFAULT_POLICY.rules) - 1
-    assert decision.summary == f"pass: all {judged} rules passed (1 skipped)"
+    judged = len(DEFAULT_POLICY.rules) - len(SKIPPED_WITHOUT_EVIDENCE)
+    skipped = len(SKIPPED_WITHOUT_EVIDENCE)
+    assert decision.summary == f"pass: all {judged} rules passed ({skipped} skipped)"
 
 
 def test_in_domain_regression_beyond_tolerance_fails_the_gate() -> None:

@@ -37,15 +37,24 @@ def test_default_policy_covers_regression_forgetting_perplexity_and_collapse() -
         ("relevance", "out"),
         ("hallucination", "in"),
         ("hallucination", "out"),
+        ("refusal_rate", "all"),
+        ("over_refusal", "all"),
     }
+    safety = [r for r in DEFAULT_POLICY.rules if r.metric in ("refusal_rate", "over_refusal")]
+    assert all(isinstance(r, NoRegression) and r.when_missing == "skip" for r in safety)
     ratio = next(r for r in DEFAULT_POLICY.rules if isinstance(r, PerplexityRatio))
     assert ratio.max_ratio == pytest.approx(1.10)
     forgetting = [r for r in DEFAULT_POLICY.rules if isinstance(r, OutOfDomainDelta)]
     # strongest evidence first: correctness, then similarity as a secondary signal
     assert [(r.metric, r.tolerance) for r in forgetting] == FORGETTING_EVIDENCE
-    assert [r.metric for r in forgetting] == ["answer_match", "relevance_reference"]
-    assert [r.when_missing for r in forgetting] == ["skip", "inconclusive"]
-    assert forgetting[1].secondary_to == ["answer_match"]
+    assert [r.metric for r in forgetting] == [
+        "answer_match",
+        "choice_acc",
+        "target_nll",
+        "relevance_reference",
+    ]
+    assert [r.when_missing for r in forgetting] == ["skip", "skip", "skip", "inconclusive"]
+    assert forgetting[3].secondary_to == ["answer_match", "choice_acc", "target_nll"]
     ood = forgetting[-1]
     assert DEFAULT_POLICY.inconclusive_outcome(ood) == "fail"
     assert DEFAULT_POLICY.inconclusive_outcome(ratio) == "pass"
