@@ -168,6 +168,13 @@ def test_diffs_are_worst_first_and_the_cohort_filter_narrows_them(
     assert first == (slices["slices"][0]["cohort"] or "")
     shot(page, "dashboard-diff.png", "#diff-view", height=900)
 
+    assert api["total"] > 20  # several metrics per example: more than one page
+    page.click("#next-page")  # the next page comes from the server
+    page.wait_for_selector("body[data-diffs^='20:']")
+    second = evaluated.get(f"/v1/decisions/{decision_id}/diff", offset=20, limit=20)
+    shown = page.locator("#diffs article").evaluate_all("els => els.map(e => e.dataset.example)")
+    assert shown == [i["example_id"] for i in second["items"]]
+
     page.select_option("#filter-cohort", "capitals")
     page.wait_for_selector("body[data-diffs*=':capitals:']")
     cohorts = set(
@@ -177,14 +184,6 @@ def test_diffs_are_worst_first_and_the_cohort_filter_narrows_them(
     narrowed = evaluated.get(f"/v1/decisions/{decision_id}/diff", cohort="capitals")
     assert 0 < narrowed["total"] < api["total"]
     assert f"of {narrowed['total']}" in page.inner_text("#page-info")
-
-    page.click("#next-page")
-    page.wait_for_selector("body[data-diffs^='20:']")
-    second = evaluated.get(
-        f"/v1/decisions/{decision_id}/diff", cohort="capitals", offset=20, limit=20
-    )
-    shown = page.locator("#diffs article").evaluate_all("els => els.map(e => e.dataset.example)")
-    assert shown == [i["example_id"] for i in second["items"]]
 
 
 def test_history_navigation_and_search(page: Any, evaluated: Live) -> None:
