@@ -72,7 +72,7 @@ export async function renderSweep(root, ctx, family, sweep) {
     charts.append(sweepChart({title: metric.title(decided[0] || {}), id: metric.id, yLabel: metric.id, points,
       refs: metric.refs, mark: view.recommended_rate, tooltip: ctx.tooltip}));
   }
-  const ruleIds = [];
+  const ruleIds = [], unmeasured = [];
   for (const decision of decisions.values()) for (const r of decision.rules) if (!ruleIds.includes(r.rule_id)) ruleIds.push(r.rule_id);
   for (const ruleId of ruleIds) {
     let refs = [];
@@ -86,9 +86,14 @@ export async function renderSweep(root, ctx, family, sweep) {
       return {lr: row.learning_rate, ...series, id: row.candidate_id, label: row.label, verdict: row.verdict,
         ...style(row), tip: lines, onclick: open(row)};
     });
+    if (!points.some((p) => typeof p.y === "number")) {  // e.g. a rule skipped for want of data
+      unmeasured.push(ruleId);
+      continue;
+    }
     charts.append(sweepChart({title: `rule ${ruleId}`, id: `rule:${ruleId}`, yLabel: "effect", points, refs,
       mark: view.recommended_rate, tooltip: ctx.tooltip}));
   }
+  if (unmeasured.length) charts.append(h("p", {class: "muted", id: "unmeasured"}, `no values for rule(s): ${unmeasured.join(", ")}`));
 
   const legend = h("div", {class: "legend", id: "legend"},
     [...new Set(decided.map((r) => r.label))].map((label) => h("span", {class: "key"},
