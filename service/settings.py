@@ -69,6 +69,12 @@ class Settings(BaseSettings):
         "(the largest batch that fits memory and still speeds generation up)",
     )
     chunk_size: int = Field(default=16, ge=1)
+    sweep_size: int = Field(
+        default=8,
+        ge=1,
+        description="Evaluations of one base, dataset and config a worker runs together "
+        "(mixed-adapter batches); 1 runs each alone",
+    )
     max_base_models: int = Field(default=2, ge=1)
     max_upload_bytes: int = Field(default=2 * 1024**3, ge=1)
     max_body_bytes: int = Field(

@@ -137,8 +137,14 @@ def generate(
     system: str | None = None,
     batch_size: int = 8,
     seed: int = 0,
+    adapter_names: Sequence[str] | None = None,
 ) -> list[GenerationOutput]:
     """Greedy answers to ``prompts``, in input order.
+
+    ``adapter_names`` (one per prompt) runs each row through its own LoRA adapter of a
+    PEFT model in the same batch (PEFT's mixed-adapter batches; ``"__base__"`` for the
+    base model): one pass serves several candidates, each row computing what it would
+    compute alone.
 
     Batches of ``batch_size`` prompts of similar length, left-padded, under
     ``torch.inference_mode()``; text decoded without special tokens and
@@ -148,6 +154,8 @@ def generate(
     """
     if batch_size < 1 or max_new_tokens < 1:
         raise ValueError("batch_size and max_new_tokens must be positive")
+    if adapter_names is not None and len(adapter_names) != len(prompts):
+        raise ValueError("adapter_names needs one name per prompt")
     model, tokenizer = loaded.model, loaded.tokenizer
     encoded = encode_prompts(tokenizer, prompts, chat_template=chat_template, system=system)
     if any(not ids for ids in encoded):
@@ -161,11 +169,15 @@ def generate(
         for start in range(0, len(order), batch_size):
             chunk = order[start : start + batch_size]
             input_ids, mask = _left_pad([encoded[i] for i in chunk], tokenizer.pad_token_id)
+            extra: dict[str, Any] = {}
+            if adapter_names is not None:
+                extra["adapter_names"] = [adapter_names[i] for i in chunk]
             try:
                 out = model.generate(
                     input_ids=input_ids.to(loaded.device),
                     attention_mask=mask.to(loaded.device),
                     generation_config=config,
+                    **extra,
                 )
             except Exception as exc:
                 raise ModelLoadError(f"generation failed: {exc}") from exc

@@ -126,20 +126,33 @@ def run_evaluation(evaluation_id: int, ctx: WorkerContext) -> str | None:
         with heartbeat:
             status = _run(evaluation_id, ctx, heartbeat)
             error = None
-    except EvaluationCancelled as exc:
-        status, error = CANCELLED, exc.detail
-    except TunegateError as exc:
-        status, error = FAILED, f"{type(exc).__name__}: {exc.detail}"
     except Exception as exc:
-        log.exception("evaluation %s crashed", evaluation_id)
-        status, error = FAILED, f"{type(exc).__name__}: {exc}"
+        status, error = outcome(evaluation_id, exc)
     finally:
-        with unit_of_work(ctx.factory) as session:
-            held = storage.finish(session, evaluation_id, ctx.worker_id, status, error)
-            lease.log_event(session, evaluation_id, ctx.worker_id, "released" if held else "lost")
-            if held and status == SUCCEEDED:
-                _decide_due(session, evaluation_id)
+        held = close(ctx, evaluation_id, status, error)
     return status if held else None
+
+
+def outcome(evaluation_id: int, exc: Exception) -> tuple[EvaluationStatus, str]:
+    """The terminal status and error message an exception in a job stands for."""
+    if isinstance(exc, EvaluationCancelled):
+        return CANCELLED, exc.detail
+    if isinstance(exc, TunegateError):
+        return FAILED, f"{type(exc).__name__}: {exc.detail}"
+    log.error("evaluation %s crashed", evaluation_id, exc_info=exc)
+    return FAILED, f"{type(exc).__name__}: {exc}"
+
+
+def close(
+    ctx: WorkerContext, evaluation_id: int, status: EvaluationStatus, error: str | None
+) -> bool:
+    """Record the terminal status (and due decisions) if this worker still holds the lease."""
+    with unit_of_work(ctx.factory) as session:
+        held = storage.finish(session, evaluation_id, ctx.worker_id, status, error)
+        lease.log_event(session, evaluation_id, ctx.worker_id, "released" if held else "lost")
+        if held and status == SUCCEEDED:
+            _decide_due(session, evaluation_id)
+    return held
 
 
 def _decide_due(session: Session, evaluation_id: int) -> None:
@@ -153,7 +166,7 @@ def _decide_due(session: Session, evaluation_id: int) -> None:
         log.exception("gate decision after evaluation %s failed", evaluation_id)
 
 
-def _check_continue(ctx: WorkerContext, evaluation_id: int, heartbeat: lease.Heartbeat) -> None:
+def check_continue(ctx: WorkerContext, evaluation_id: int, heartbeat: lease.Heartbeat) -> None:
     if heartbeat.lost.is_set():
         raise EvaluationCancelled("lease lost to another worker; stopping")
     with ctx.factory() as session:
@@ -162,7 +175,72 @@ def _check_continue(ctx: WorkerContext, evaluation_id: int, heartbeat: lease.Hea
             raise EvaluationCancelled("cancelled on request")
 
 
+@dataclass
+class Prepared:
+    """An evaluation ready for its model phase: what to load, what is already stored."""
+
+    evaluation_id: int
+    spec: storage.JobSpec
+    scorers: EvaluatorSet
+    generation_config: dict[str, Any]
+    provenance: dict[str, Any]
+    model_dir: Path
+    adapter_dir: Path | None
+    model_rows: list[AggregateRow]
+    n_done: int
+
+    @property
+    def needs_perplexity(self) -> bool:
+        return bool(self.spec.heldout) and not self.model_rows
+
+    @property
+    def needs_model(self) -> bool:
+        return self.n_done < len(self.spec.examples) or self.needs_perplexity
+
+
 def _run(evaluation_id: int, ctx: WorkerContext, heartbeat: lease.Heartbeat) -> EvaluationStatus:
+    prepared = prepare(evaluation_id, ctx)
+    generated: set[str] = set()
+    if prepared.needs_model:
+        pool = ctx.model_pool()
+        with pool.acquire(prepared.model_dir, adapter_dir=prepared.adapter_dir) as loaded:
+            probe_adapter(prepared, loaded, ctx)
+            generated = _generate_and_score(
+                prepared.spec,
+                ctx,
+                loaded,
+                prepared.scorers,
+                prepared.generation_config,
+                heartbeat,
+            )
+            by_likelihood_and_perplexity(prepared, loaded, ctx, heartbeat)
+    return finish_scores(prepared, ctx, generated)
+
+
+def probe_adapter(prepared: Prepared, loaded: LoadedModel, ctx: WorkerContext) -> None:
+    """The adapter-applied probe (a LoRA only), recorded in the provenance before any row."""
+    if prepared.adapter_dir is not None:
+        probe = assert_adapter_changes_model(loaded)
+        prepared.provenance["adapter_probe"] = {
+            "max_abs_delta": probe.max_abs_delta,
+            "mean_abs_delta": probe.mean_abs_delta,
+            "n_tokens": probe.n_tokens,
+        }
+    with unit_of_work(ctx.factory) as session:
+        session.get_one(Evaluation, prepared.evaluation_id).provenance = prepared.provenance
+
+
+def by_likelihood_and_perplexity(
+    prepared: Prepared, loaded: LoadedModel, ctx: WorkerContext, heartbeat: lease.Heartbeat
+) -> None:
+    """The forward passes besides generation: log-likelihood records, held-out perplexity."""
+    _score_by_likelihood(prepared.spec, ctx, loaded, prepared.generation_config, heartbeat)
+    if prepared.needs_perplexity:
+        prepared.model_rows = _perplexity(prepared.spec, loaded, ctx)
+
+
+def prepare(evaluation_id: int, ctx: WorkerContext) -> Prepared:
+    """Check the checkpoint, key the outputs, reuse what a same-key evaluation stored."""
     settings = ctx.settings
     with unit_of_work(ctx.factory) as session:
         spec = storage.load_job(session, evaluation_id)
@@ -234,42 +312,36 @@ def _run(evaluation_id: int, ctx: WorkerContext, heartbeat: lease.Heartbeat) -> 
         n_done = len(done_keys(session, evaluation_id))
         evaluation.provenance = {**(evaluation.provenance or {}), **provenance}
 
-    generated: set[str] = set()
-    needs_perplexity = bool(spec.heldout) and not model_rows
-    if n_done < len(spec.examples) or needs_perplexity:
-        model_dir = candidate_dir if spec.candidate_kind == "full" else base_dir
-        assert model_dir is not None
-        adapter_dir = candidate_dir if spec.candidate_kind == "lora" else None
-        with pool.acquire(model_dir, adapter_dir=adapter_dir) as loaded:
-            if adapter_dir is not None:
-                probe = assert_adapter_changes_model(loaded)
-                provenance["adapter_probe"] = {
-                    "max_abs_delta": probe.max_abs_delta,
-                    "mean_abs_delta": probe.mean_abs_delta,
-                    "n_tokens": probe.n_tokens,
-                }
-            with unit_of_work(ctx.factory) as session:
-                session.get_one(Evaluation, evaluation_id).provenance = provenance
-            generated = _generate_and_score(
-                spec, ctx, loaded, scorers, generation_config, heartbeat
-            )
-            _score_by_likelihood(spec, ctx, loaded, generation_config, heartbeat)
-            if needs_perplexity:
-                model_rows = _perplexity(spec, loaded, ctx)
+    model_dir = candidate_dir if spec.candidate_kind == "full" else base_dir
+    assert model_dir is not None
+    return Prepared(
+        evaluation_id=evaluation_id,
+        spec=spec,
+        scorers=scorers,
+        generation_config=generation_config,
+        provenance=provenance,
+        model_dir=model_dir,
+        adapter_dir=candidate_dir if spec.candidate_kind == "lora" else None,
+        model_rows=model_rows,
+        n_done=n_done,
+    )
 
-    # outputs stored before this run (reused or resumed) get the scores they lack
+
+def finish_scores(prepared: Prepared, ctx: WorkerContext, generated: set[str]) -> EvaluationStatus:
+    """Score what was stored before this run (reused or resumed) and write the aggregates."""
+    spec, evaluation_id = prepared.spec, prepared.evaluation_id
     reuse.score_stored_outputs(
         ctx.factory,
         evaluation_id,
         [e for e in spec.examples if not is_loglikelihood_record(e)],
-        scorers,
+        prepared.scorers,
         exclude=generated,
         keep=MODEL_SCORERS,
     )
     with unit_of_work(ctx.factory) as session:
         scores = scores_by_example(session, evaluation_id)
         scopes = [ExampleScope(e.id, e.domain, e.cohort) for e in spec.examples]
-        rows = compute_aggregates(scopes, scores) + model_rows
+        rows = compute_aggregates(scopes, scores) + prepared.model_rows
         storage.write_aggregates(session, evaluation_id, rows)
     return SUCCEEDED
 
@@ -301,7 +373,7 @@ def _generate_and_score(
     todo.sort(key=lambda e: lengths[e.id])
     chunk_size = batch * -(-ctx.settings.chunk_size // batch)
     for start in range(0, len(todo), chunk_size):
-        _check_continue(ctx, spec.evaluation_id, heartbeat)
+        check_continue(ctx, spec.evaluation_id, heartbeat)
         chunk = todo[start : start + chunk_size]
         outputs = generate(
             loaded,
@@ -339,7 +411,7 @@ def _score_by_likelihood(
     todo = [e for e in spec.examples if e.id not in done and is_loglikelihood_record(e)]
     chunk_size = ctx.settings.chunk_size
     for start in range(0, len(todo), chunk_size):
-        _check_continue(ctx, spec.evaluation_id, heartbeat)
+        check_continue(ctx, spec.evaluation_id, heartbeat)
         chunk = todo[start : start + chunk_size]
         records = score_records(
             loaded,

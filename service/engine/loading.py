@@ -174,6 +174,30 @@ class ModelPool:
                 adapter_name=name,
             )
 
+    @contextmanager
+    def acquire_mixed(
+        self, base_dir: Path, adapter_dirs: Sequence[Path]
+    ) -> Iterator[tuple[LoadedModel, list[str]]]:
+        """Hold ``base_dir`` with every adapter of ``adapter_dirs`` loaded, for batches that
+        name each row's adapter (``generate(adapter_names=...)``); yields the model and the
+        adapters' names in order. Nothing is disabled: a row without a name runs every active
+        adapter, so callers name each row (``"__base__"`` for the base)."""
+        entry = self._base(Path(base_dir))
+        with entry.lock:
+            names = [self._activate(entry, Path(folder), None) for folder in adapter_dirs]
+            entry.model.eval()
+            yield (
+                LoadedModel(
+                    model=entry.model,
+                    tokenizer=entry.tokenizer,
+                    dtype=self.dtype,
+                    device=self.device,
+                    base_dir=entry.info.path,
+                    adapter_name=None,
+                ),
+                names,
+            )
+
     def loaded_bases(self) -> list[Path]:
         """The bases in memory, least recently used first."""
         with self._lock:

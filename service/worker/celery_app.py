@@ -129,12 +129,13 @@ class WorkerRuntime:
 
     def run(self, evaluation_id: int) -> str | None:
         """Run one evaluation in this process; ``None`` when another worker holds it."""
-        from service.engine.job import run_evaluation
+        from service.engine.sweep import run_group, siblings
 
-        with self._lock:  # one evaluation at a time, whatever the pool does
+        with self._lock:  # one evaluation (or one sweep group) at a time
             self._idle_since = None
             try:
-                status = run_evaluation(evaluation_id, self.context)
+                group = siblings(self.factory, evaluation_id, self.settings.sweep_size)
+                status = run_group(group, self.context)[evaluation_id]
             finally:
                 self._idle_since = time.monotonic()
         log.info(

@@ -17,8 +17,9 @@ from sqlalchemy.orm import Session, sessionmaker
 from service.db.base import utcnow
 from service.db.models import Evaluation
 from service.db.session import unit_of_work
-from service.engine.job import WorkerContext, run_evaluation
+from service.engine.job import WorkerContext
 from service.engine.lease import claimable
+from service.engine.sweep import groups, run_group
 from service.settings import Settings
 
 log = logging.getLogger("tunegate.worker")
@@ -65,11 +66,12 @@ class InProcessWorker:
     def run_pending(self) -> int:
         """Run every runnable evaluation once; returns how many this worker ran."""
         ran = 0
-        for evaluation_id in runnable_ids(self.context.factory):
+        context = self.context
+        ids = runnable_ids(context.factory)
+        for group in groups(context.factory, ids, context.settings.sweep_size):
             if self._stop.is_set():
                 break
-            if run_evaluation(evaluation_id, self.context) is not None:
-                ran += 1
+            ran += sum(s is not None for s in run_group(group, context).values())
         return ran
 
     def _loop(self) -> None:
