@@ -75,6 +75,11 @@ class Settings(BaseSettings):
         description="Evaluations of one base, dataset and config a worker runs together "
         "(mixed-adapter batches); 1 runs each alone",
     )
+    sweep_gather_seconds: float = Field(
+        default=1.0,
+        ge=0,
+        description="How long a woken worker waits for the rest of a sweep to be queued",
+    )
     max_base_models: int = Field(default=2, ge=1)
     max_upload_bytes: int = Field(default=2 * 1024**3, ge=1)
     max_body_bytes: int = Field(

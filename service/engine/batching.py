@@ -29,6 +29,7 @@ budget into a bound on ``rows × width`` for them, and they take the same row ca
 from __future__ import annotations
 
 import copy
+import inspect
 import logging
 import threading
 import time
@@ -150,6 +151,18 @@ def _is_oom(exc: BaseException) -> bool:
     return isinstance(exc, torch.cuda.OutOfMemoryError) or "out of memory" in str(exc).lower()
 
 
+def _cache_kwarg(model: Any) -> str:
+    """The forward's name for the KV cache: ``cache`` (transformers >= 5.2x) or the older
+    ``past_key_values``."""
+    base = model.get_base_model() if hasattr(model, "get_base_model") else model
+    return "cache" if "cache" in inspect.signature(base.forward).parameters else "past_key_values"
+
+
+def _cache_of(out: Any) -> Any:
+    cache = getattr(out, "cache", None)
+    return cache if cache is not None else out.past_key_values
+
+
 def _decode_step_seconds(
     loaded: LoadedModel, prefilled: KVCache, next_token: torch.Tensor, length: int, rows: int
 ) -> float:
@@ -162,12 +175,14 @@ def _decode_step_seconds(
     cache.batch_repeat_interleave(rows)
     tokens = next_token.repeat(rows, 1)
     fastest = float("inf")
+    name = _cache_kwarg(loaded.model)
     for step in range(3):
         mask = torch.ones((rows, length + step + 1), dtype=torch.long, device=loaded.device)
         if loaded.device.type == "cuda":
             torch.cuda.synchronize(loaded.device)
         start = time.perf_counter()
-        out = loaded.model(input_ids=tokens, attention_mask=mask, cache=cache, use_cache=True)
+        out = loaded.model(input_ids=tokens, attention_mask=mask, use_cache=True, **{name: cache})
+        cache = _cache_of(out)
         tokens = out.logits[:, -1:].argmax(-1)
         if loaded.device.type == "cuda":
             torch.cuda.synchronize(loaded.device)
@@ -206,7 +221,7 @@ def probe_generation_batch(
     steps: dict[int, float] = {}
     with torch.inference_mode():
         out = loaded.model(input_ids=ids, attention_mask=torch.ones_like(ids), use_cache=True)
-        prefilled, first = out.cache, out.logits[:, -1:].argmax(-1)
+        prefilled, first = _cache_of(out), out.logits[:, -1:].argmax(-1)
         for size in sorted({min(b, upper) for b in PROBE_SIZES}):
             try:
                 steps[size] = _decode_step_seconds(loaded, prefilled, first, len(longest), size)

@@ -134,6 +134,8 @@ class WorkerRuntime:
         with self._lock:  # one evaluation (or one sweep group) at a time
             self._idle_since = None
             try:
+                if self.settings.sweep_size > 1:  # let the rest of a sweep be queued too
+                    time.sleep(self.settings.sweep_gather_seconds)
                 group = siblings(self.factory, evaluation_id, self.settings.sweep_size)
                 status = run_group(group, self.context)[evaluation_id]
             finally:

@@ -81,5 +81,9 @@ class InProcessWorker:
                     continue
             except Exception:
                 log.exception("in-process worker loop error")
-            self._wake.wait(self._poll)
+            woken = self._wake.wait(self._poll)
             self._wake.clear()
+            if woken and self.context.settings.sweep_size > 1:
+                # candidates of one sweep are submitted together: let them all arrive, so
+                # they run as one group rather than the first alone
+                self._stop.wait(self.context.settings.sweep_gather_seconds)

@@ -127,7 +127,8 @@ def test_base_as_candidate_passes_and_forgetting_fails_ood_rule(
         # refuses it only for showing no in-domain lift (its bar is +0.05 token F1)
         refused = [r for r in same["rules"] if r["verdict"] in ("fail", "inconclusive_fail")]
         assert [r["rule_id"] for r in refused] == ["min_improvement:token_f1:in"], same["summary"]
-        assert all(r["effect"] in (0.0, None) for r in same["rules"])
+        # 0 up to float noise: an embedding moves in its last bits with its batch neighbours
+        assert all(abs(r["effect"] or 0.0) < 1e-6 for r in same["rules"]), same["rules"]
 
         forgot = decision(forgetting)
         assert forgot["verdict"] == "fail"
