@@ -492,7 +492,9 @@ def main() -> None:
 
     results: dict[str, Any] = {}
     sweep = tunegate_run(args, base, adapters, "sweep", rescore=True)
+    print(f"... tunegate sweep: {sweep['seconds']:.1f} s", flush=True)
     one = tunegate_run(args, base, adapters[:1], "one", rescore=False)
+    print(f"... tunegate one candidate: {one['seconds']:.1f} s", flush=True)
     env = {"TUNEGATE_MODEL_ROOTS": str(base.parent),
            "TUNEGATE_CHECKPOINT_ROOTS": str(args.work / "adapters")}  # fmt: skip
     forwards = count_rescore_forwards(args.work / "tunegate-sweep", sweep["ids"], env)
@@ -508,6 +510,7 @@ def main() -> None:
         done = subprocess.run(cmd, capture_output=True, text=True, check=False)
         assert done.returncode == 0, done.stderr[-3000:]
         loops[batch] = json.loads(done.stdout.strip().splitlines()[-1])
+        print(f"... loop at batch {batch}: {loops[batch]['seconds']:.1f} s", flush=True)
     best = min(loops, key=lambda b: loops[b]["seconds"])
     loop = loops[best]
 

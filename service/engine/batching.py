@@ -151,16 +151,16 @@ def _is_oom(exc: BaseException) -> bool:
     return isinstance(exc, torch.cuda.OutOfMemoryError) or "out of memory" in str(exc).lower()
 
 
-def _cache_kwarg(model: Any) -> str:
+def _cache_kwarg(model: CausalLM) -> str:
     """The forward's name for the KV cache: ``cache`` (transformers >= 5.2x) or the older
     ``past_key_values``."""
     base = model.get_base_model() if hasattr(model, "get_base_model") else model
     return "cache" if "cache" in inspect.signature(base.forward).parameters else "past_key_values"
 
 
-def _cache_of(out: Any) -> Any:
-    cache = getattr(out, "cache", None)
-    return cache if cache is not None else out.past_key_values
+def _cache_of(out: object) -> KVCache:
+    cache: KVCache | None = getattr(out, "cache", None)
+    return cache if cache is not None else getattr(out, "past_key_values")  # noqa: B009
 
 
 def _decode_step_seconds(

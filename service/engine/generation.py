@@ -169,7 +169,7 @@ def generate(
         for start in range(0, len(order), batch_size):
             chunk = order[start : start + batch_size]
             input_ids, mask = _left_pad([encoded[i] for i in chunk], tokenizer.pad_token_id)
-            extra: dict[str, Any] = {}
+            extra: dict[str, list[str]] = {}
             if adapter_names is not None:
                 extra["adapter_names"] = [adapter_names[i] for i in chunk]
             try:
