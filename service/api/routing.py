@@ -59,9 +59,10 @@ def committing(endpoint: Callable[..., Any]) -> Callable[..., Any]:
 
 
 _ERRORS: dict[int, str] = {
+    400: "The body could not be parsed (not JSON, or a broken form)",
     401: "No bearer token, or an unknown or revoked one",
     403: "The token's scope does not allow this",
-    404: "What the path names does not exist",
+    404: "What the path or a filter names does not exist",
     409: "Conflicts with what is stored (a lost race, a reused key, a refused promotion)",
     413: "The request body is over the configured limit (the detail names it)",
     422: "The request is invalid (the detail names the field and the problem)",
@@ -84,12 +85,13 @@ def error_responses(
     """The error answers a route can give, each with the real ``{error, detail}`` body."""
     writes = bool(set(methods) - {"GET", "HEAD", "OPTIONS"})
     codes = [422, 503]
-    if _has_token_check(endpoint):
+    token = _has_token_check(endpoint)
+    if token:
         codes += [401, 403]
-    if "{" in path:
+    if token or "{" in path:
         codes.append(404)
     if writes:
-        codes += [409, 413]
+        codes += [400, 409, 413]
     responses: dict[int | str, dict[str, Any]] = {}
     for code in sorted(codes):
         responses[code] = {"model": ErrorOut, "description": _ERRORS[code]}
