@@ -34,7 +34,7 @@ def test_fuzzing_finds_no_server_error_and_no_schema_violation(tmp_path: Path, d
     if not Path(SCHEMATHESIS).exists():
         pytest.fail("schemathesis is not installed: pip install -e '.[dev]'")
     with LiveServer(tmp_path / "data", db_url) as server:
-        result = fuzz(server, seconds=45)
+        result = fuzz(server, seconds=30)
         errors = server.errors_logged()
     summary = result.stdout[-4000:]
     assert result.returncode == 0, summary
