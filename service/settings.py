@@ -76,9 +76,10 @@ class Settings(BaseSettings):
         "(mixed-adapter batches); 1 runs each alone",
     )
     sweep_gather_seconds: float = Field(
-        default=1.0,
+        default=2.0,
         ge=0,
-        description="How long a woken worker waits for the rest of a sweep to be queued",
+        description="A woken worker waits until no evaluation was queued for this long "
+        "(the rest of a sweep), at most ten times over",
     )
     max_base_models: int = Field(default=2, ge=1)
     max_upload_bytes: int = Field(default=2 * 1024**3, ge=1)

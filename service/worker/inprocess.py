@@ -84,6 +84,18 @@ class InProcessWorker:
             woken = self._wake.wait(self._poll)
             self._wake.clear()
             if woken and self.context.settings.sweep_size > 1:
-                # candidates of one sweep are submitted together: let them all arrive, so
-                # they run as one group rather than the first alone
-                self._stop.wait(self.context.settings.sweep_gather_seconds)
+                self._gather()
+
+    def _gather(self) -> None:
+        """Candidates of one sweep are submitted together: wait until no new evaluation has
+        been queued for ``sweep_gather_seconds`` (at most ten such waits), so they run as one
+        group rather than the first ones alone."""
+        quiet = self.context.settings.sweep_gather_seconds
+        seen = len(runnable_ids(self.context.factory))
+        for _ in range(10):
+            if self._stop.wait(quiet):
+                return
+            now = len(runnable_ids(self.context.factory))
+            if now <= seen:
+                return
+            seen = now
