@@ -1,11 +1,12 @@
 """Verdicts on the real SmolLM2-135M-Instruct: a learning-rate sweep on a support-domain set,
 out-of-domain questions with accepted answers.
 
-A low rate moves the style, a high rate wrecks general knowledge: the high rate's factual
-losses fail ``answer_match`` out of domain and label it ``forgetting``; the low rate is not
-blocked by any forgetting rule; identical weights fail no regression rule; the recommended
-rate (if any) has no significant out-of-domain regression. Slow (real generation on CPU);
-one database (the database paths are covered by the tiny-model tests).
+A high rate (3e-3 on every linear layer) loses facts and blows up held-out perplexity: its
+``answer_match`` losses fail the gate (as an inconclusive failure: 16 questions cannot make
+3 losses significant, and the rule says how many it needs) and label it ``forgetting``; the
+low rate is not failed by any forgetting rule; identical weights fail no regression rule;
+the recommended rate (if any) has no significant out-of-domain regression. Slow (real
+generation on CPU); one database (the database paths are covered by the tiny-model tests).
 """
 
 from __future__ import annotations
@@ -151,9 +152,16 @@ def test_sweep_verdicts_on_smollm2(tmp_path: Path, rates: dict[float, Path]) -> 
 
         high = decision("high")
         high_rules = rules(high)
-        assert high_rules[answers]["verdict"] == "fail", high["summary"]
-        assert high_rules[answers]["test"] == "exact McNemar"
-        assert high_rules[answers]["losses"] > high_rules[answers]["gains"]
+        # 3e-3 on every linear layer: held-out perplexity x8.9, 3 facts lost and 1 gained of
+        # 16. Losses past the tolerance, though 16 questions cannot make 3 significant: the
+        # forgetting rule is an inconclusive failure that says how many examples it needs.
+        assert high["verdict"] == "fail"
+        lost = high_rules[answers]
+        assert (lost["verdict"], lost["test"]) == ("inconclusive_fail", "exact McNemar")
+        assert lost["losses"] > lost["gains"]
+        assert lost["effect"] < -lost["tolerance"]
+        assert lost["needed_n"] > len(OUT_OF_DOMAIN)
+        assert high_rules["perplexity_ratio:perplexity_word"]["verdict"] == "fail"
 
         low = rules(decision("low"))
         assert low[answers]["verdict"] != "fail", low[answers]["message"]
@@ -162,8 +170,7 @@ def test_sweep_verdicts_on_smollm2(tmp_path: Path, rates: dict[float, Path]) -> 
         view = client.get(f"/v1/sweeps/bot/{SWEEP}", headers=auth).json()
         by_rate = {row["learning_rate"]: row for row in view["rows"]}
         assert by_rate[HIGH]["label"] == "forgetting", by_rate[HIGH]["label_reason"]
-        assert answers in by_rate[HIGH]["label_reason"]
-        assert by_rate[HIGH]["ood_regression"] == answers
+        assert by_rate[HIGH]["label_reason"].startswith(answers)
         assert by_rate[LOW]["label"] != "forgetting", by_rate[LOW]["label_reason"]
         rate = view["recommended_rate"]
         assert rate != HIGH
