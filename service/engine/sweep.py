@@ -64,9 +64,19 @@ def group_key(kind: str, base_model: str, dataset_version_id: int, config: Any) 
     return f"{base_model}\x00{dataset_version_id}\x00{blob}"
 
 
+def weights_identity(kind: str, base_model: str, digests: dict[str, str] | None) -> str:
+    """The same weights submitted twice have one identity (their files' digests)."""
+    return json.dumps([kind, base_model, digests or {}], sort_keys=True)
+
+
 def groups(factory: sessionmaker[Session], ids: Sequence[int], size: int) -> list[list[int]]:
     """``ids`` (claimable evaluations, oldest first) in groups that can run together, at most
-    ``size`` each, in the order of their oldest member."""
+    ``size`` each, in the order of their oldest member.
+
+    The same weights twice in one group would both be generated; the later one is held back
+    in a group of its own, run after the rest, so that it reuses the first one's outputs (as
+    two submissions of one checkpoint do when they run one after the other).
+    """
     if size <= 1 or len(ids) <= 1:
         return [[i] for i in ids]
     with factory() as session:
@@ -77,24 +87,35 @@ def groups(factory: sessionmaker[Session], ids: Sequence[int], size: int) -> lis
                 Candidate.base_model,
                 Evaluation.dataset_version_id,
                 Evaluation.config,
+                Candidate.digests,
             )
             .join(Candidate, Candidate.id == Evaluation.candidate_id)
             .where(Evaluation.id.in_(ids))
         ).all()
     keys = {row[0]: group_key(row[1], row[2], row[3], row[4]) for row in rows}
+    identities = {row[0]: weights_identity(row[1], row[2], row[5]) for row in rows}
     out: list[list[int]] = []
+    repeats: list[list[int]] = []
     open_groups: dict[str, list[int]] = {}
+    seen: dict[str, set[str]] = {}
     for evaluation_id in ids:
         key = keys.get(evaluation_id)
+        identity = identities.get(evaluation_id, "")
+        if key is not None and identity in seen.get(key, set()):
+            repeats.append([evaluation_id])
+            continue
         group = open_groups.get(key) if key is not None else None
         if group is None or len(group) >= size:
             group = [evaluation_id]
             out.append(group)
             if key is not None:
                 open_groups[key] = group
+                seen[key] = set()
         else:
             group.append(evaluation_id)
-    return out
+        if key is not None:
+            seen[key].add(identity)
+    return out + repeats
 
 
 def siblings(factory: sessionmaker[Session], evaluation_id: int, size: int) -> list[int]:
@@ -108,14 +129,15 @@ def siblings(factory: sessionmaker[Session], evaluation_id: int, size: int) -> l
                 Candidate.base_model,
                 Evaluation.dataset_version_id,
                 Evaluation.config,
+                Candidate.digests,
             )
             .join(Candidate, Candidate.id == Evaluation.candidate_id)
             .where(Evaluation.id == evaluation_id)
         ).first()
-        if row is None or group_key(*row) is None:
+        if row is None or group_key(*row[:4]) is None:
             return [evaluation_id]
         others = session.execute(
-            select(Evaluation.id, Evaluation.config)
+            select(Evaluation.id, Evaluation.config, Candidate.kind, Candidate.digests)
             .join(Candidate, Candidate.id == Evaluation.candidate_id)
             .where(
                 lease.claimable(utcnow()),
@@ -126,8 +148,15 @@ def siblings(factory: sessionmaker[Session], evaluation_id: int, size: int) -> l
             )
             .order_by(Evaluation.created_at, Evaluation.id)
         ).all()
-    key = group_key(*row)
-    same = [i for i, config in others if group_key(row[0], row[1], row[2], config) == key]
+    key = group_key(*row[:4])
+    # the same weights twice are not run together: the repeat reuses the first one's outputs
+    identities = {weights_identity(row[0], row[1], row[4])}
+    same: list[int] = []
+    for other_id, config, kind, digests in others:
+        identity = weights_identity(kind, row[1], digests)
+        if group_key(row[0], row[1], row[2], config) == key and identity not in identities:
+            identities.add(identity)
+            same.append(other_id)
     return [evaluation_id, *same[: size - 1]]
 
 
