@@ -159,11 +159,25 @@ def retry_evaluation(session: Session, evaluation_id: int) -> Evaluation:
     evaluation is failed or cancelled.
     """
     evaluation = get_evaluation(session, evaluation_id)
+    moved = requeue(session, evaluation_id, Move.RETRY)
+    session.refresh(evaluation)
+    if not moved:
+        raise EvaluationAlreadyFinished(
+            f"evaluation {evaluation_id} is {evaluation.status}; only failed or cancelled "
+            "evaluations can be retried"
+        )
+    return evaluation
+
+
+def requeue(session: Session, evaluation_id: int, move: Move, **values: object) -> bool:
+    """Queue the evaluation again if its status is a source of ``move`` (retry, rescore):
+    one conditional UPDATE that clears the error, the cancel flag and the lease, and sets
+    ``values`` besides. Returns whether it moved; the caller raises its own 409."""
     moved = cast(
         CursorResult[Any],
         session.execute(
             update(Evaluation)
-            .where(Evaluation.id == evaluation_id, Evaluation.status.in_(sources(Move.RETRY)))
+            .where(Evaluation.id == evaluation_id, Evaluation.status.in_(sources(move)))
             .values(
                 status=QUEUED,
                 error=None,
@@ -171,13 +185,8 @@ def retry_evaluation(session: Session, evaluation_id: int) -> Evaluation:
                 finished_at=None,
                 lease_owner=None,
                 lease_expires_at=None,
+                **values,
             )
         ),
     )
-    session.refresh(evaluation)
-    if moved.rowcount == 0:
-        raise EvaluationAlreadyFinished(
-            f"evaluation {evaluation_id} is {evaluation.status}; only failed or cancelled "
-            "evaluations can be retried"
-        )
-    return evaluation
+    return moved.rowcount > 0

@@ -11,17 +11,16 @@ even loaded. See :mod:`service.engine.reuse`.
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import Any, cast
 
-from sqlalchemy import CursorResult, update
 from sqlalchemy.orm import Session
 
 from evaluators import registry
 from service.db.models import Evaluation
 from service.errors import InvalidRequest, UnknownEvaluator
+from service.evaluation_commands import requeue
 from service.evaluations import get_evaluation
 from service.jsontypes import JSONObject, JSONValue
-from service.lifecycle import QUEUED, IllegalTransition, Move, sources
+from service.lifecycle import IllegalTransition, Move
 
 
 class EvaluationNotRescorable(IllegalTransition):
@@ -57,24 +56,9 @@ def rescore_evaluation(
     config: JSONObject = dict(evaluation.config or {})
     if evaluators is not None:
         config["evaluators"] = list[JSONValue](check_evaluators(evaluators))
-    moved = cast(
-        CursorResult[Any],
-        session.execute(
-            update(Evaluation)
-            .where(Evaluation.id == evaluation_id, Evaluation.status.in_(sources(Move.RESCORE)))
-            .values(
-                status=QUEUED,
-                config=config,
-                error=None,
-                cancel_requested=False,
-                finished_at=None,
-                lease_owner=None,
-                lease_expires_at=None,
-            )
-        ),
-    )
+    moved = requeue(session, evaluation_id, Move.RESCORE, config=config)
     session.refresh(evaluation)
-    if moved.rowcount == 0:
+    if not moved:
         raise EvaluationNotRescorable(
             f"evaluation {evaluation_id} is {evaluation.status}; only a succeeded evaluation "
             "can be re-scored (retry a failed one)"
