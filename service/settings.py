@@ -69,6 +69,11 @@ class Settings(BaseSettings):
         "(the largest batch that fits memory and still speeds generation up)",
     )
     chunk_size: int = Field(default=16, ge=1)
+    score_chunk_size: int = Field(
+        default=256,
+        ge=1,
+        description="Stored outputs scored per commit (rescore, reused or resumed outputs)",
+    )
     sweep_size: int = Field(
         default=8,
         ge=1,

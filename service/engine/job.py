@@ -71,8 +71,13 @@ class WorkerContext:
     evaluator_sets: dict[tuple[str, ...], EvaluatorSet] = field(default_factory=dict)
     batcher: BatchSizer | None = None
     forward_passes: int = 0
-    # test hook: called after each committed chunk with (evaluation_id, done)
+    # Hooks inside each phase, for crash tests that SIGKILL a worker there:
+    # a chunk of outputs and scores committed: (evaluation_id, examples done)
     after_chunk: Callable[[int, int], None] | None = None
+    # a chunk of scores of stored outputs committed: (evaluation_id, outputs scored)
+    after_score_chunk: Callable[[int, int], None] | None = None
+    # aggregates flushed in their unit of work, not yet committed: (evaluation_id, rows)
+    writing_aggregates: Callable[[int, int], None] | None = None
 
     def model_pool(self) -> ModelPool:
         if self.pool is None:
@@ -169,7 +174,7 @@ def _decide_due(session: Session, evaluation_id: int) -> None:
 def check_continue(ctx: WorkerContext, evaluation_id: int, heartbeat: lease.Heartbeat) -> None:
     if heartbeat.lost.is_set():
         raise EvaluationCancelled("lease lost to another worker; stopping")
-    with ctx.factory() as session:
+    with unit_of_work(ctx.factory, write=False) as session:
         evaluation = session.get_one(Evaluation, evaluation_id)
         if evaluation.cancel_requested:
             raise EvaluationCancelled("cancelled on request")
@@ -219,13 +224,14 @@ def _run(evaluation_id: int, ctx: WorkerContext, heartbeat: lease.Heartbeat) -> 
 
 def probe_adapter(prepared: Prepared, loaded: LoadedModel, ctx: WorkerContext) -> None:
     """The adapter-applied probe (a LoRA only), recorded in the provenance before any row."""
-    if prepared.adapter_dir is not None:
-        probe = assert_adapter_changes_model(loaded)
-        prepared.provenance["adapter_probe"] = {
-            "max_abs_delta": probe.max_abs_delta,
-            "mean_abs_delta": probe.mean_abs_delta,
-            "n_tokens": probe.n_tokens,
-        }
+    if prepared.adapter_dir is None:
+        return
+    probe = assert_adapter_changes_model(loaded)
+    prepared.provenance["adapter_probe"] = {
+        "max_abs_delta": probe.max_abs_delta,
+        "mean_abs_delta": probe.mean_abs_delta,
+        "n_tokens": probe.n_tokens,
+    }
     with unit_of_work(ctx.factory) as session:
         session.get_one(Evaluation, prepared.evaluation_id).provenance = prepared.provenance
 
@@ -242,9 +248,8 @@ def by_likelihood_and_perplexity(
 def prepare(evaluation_id: int, ctx: WorkerContext) -> Prepared:
     """Check the checkpoint, key the outputs, reuse what a same-key evaluation stored."""
     settings = ctx.settings
-    with unit_of_work(ctx.factory) as session:
+    with unit_of_work(ctx.factory, write=False) as session:
         spec = storage.load_job(session, evaluation_id)
-        session.get_one(Evaluation, evaluation_id).progress_total = len(spec.examples)
 
     names = evaluator_names(spec.config)
     scorers = ctx.evaluators(names)
@@ -301,6 +306,7 @@ def prepare(evaluation_id: int, ctx: WorkerContext) -> Prepared:
     }
     with unit_of_work(ctx.factory) as session:
         evaluation = session.get_one(Evaluation, evaluation_id)
+        evaluation.progress_total = len(spec.examples)
         evaluation.cache_key = key
         source = reuse.reuse_outputs(session, key, evaluation_id, with_scores_of=MODEL_SCORERS)
         if source is not None:
@@ -328,7 +334,12 @@ def prepare(evaluation_id: int, ctx: WorkerContext) -> Prepared:
 
 
 def finish_scores(prepared: Prepared, ctx: WorkerContext, generated: set[str]) -> EvaluationStatus:
-    """Score what was stored before this run (reused or resumed) and write the aggregates."""
+    """Score what was stored before this run (reused or resumed) and write the aggregates.
+
+    Both steps can be cut short by a crash and rerun: scores are committed in chunks and
+    only the missing ones are computed again; the aggregates are computed from the stored
+    scores outside any transaction, then replaced whole in one short unit of work.
+    """
     spec, evaluation_id = prepared.spec, prepared.evaluation_id
     reuse.score_stored_outputs(
         ctx.factory,
@@ -337,12 +348,17 @@ def finish_scores(prepared: Prepared, ctx: WorkerContext, generated: set[str]) -
         prepared.scorers,
         exclude=generated,
         keep=MODEL_SCORERS,
+        chunk_size=ctx.settings.score_chunk_size,
+        after_chunk=ctx.after_score_chunk,
     )
-    with unit_of_work(ctx.factory) as session:
+    with unit_of_work(ctx.factory, write=False) as session:
         scores = scores_by_example(session, evaluation_id)
-        scopes = [ExampleScope(e.id, e.domain, e.cohort) for e in spec.examples]
-        rows = compute_aggregates(scopes, scores) + prepared.model_rows
+    scopes = [ExampleScope(e.id, e.domain, e.cohort) for e in spec.examples]
+    rows = compute_aggregates(scopes, scores) + prepared.model_rows
+    with unit_of_work(ctx.factory) as session:
         storage.write_aggregates(session, evaluation_id, rows)
+        if ctx.writing_aggregates is not None:
+            ctx.writing_aggregates(evaluation_id, len(rows))
     return SUCCEEDED
 
 
@@ -355,7 +371,7 @@ def _generate_and_score(
     heartbeat: lease.Heartbeat,
 ) -> set[str]:
     """Generate and score the examples without a stored output; returns their keys."""
-    with ctx.factory() as session:
+    with unit_of_work(ctx.factory, write=False) as session:
         done = done_keys(session, spec.evaluation_id)
     todo = [e for e in spec.examples if e.id not in done and not is_loglikelihood_record(e)]
     if not todo:
@@ -406,7 +422,7 @@ def _score_by_likelihood(
 ) -> None:
     """Multiple-choice and gold-continuation records: scored by log-likelihood, no generation,
     in chunks written like generated ones (so progress, resume and the cache hold)."""
-    with ctx.factory() as session:
+    with unit_of_work(ctx.factory, write=False) as session:
         done = done_keys(session, spec.evaluation_id)
     todo = [e for e in spec.examples if e.id not in done and is_loglikelihood_record(e)]
     chunk_size = ctx.settings.chunk_size

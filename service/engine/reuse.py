@@ -18,7 +18,7 @@ Functions here only ``flush()``; :func:`score_stored_outputs` runs its own units
 
 from __future__ import annotations
 
-from collections.abc import Collection, Mapping
+from collections.abc import Callable, Collection, Mapping
 from dataclasses import asdict
 from typing import Any
 
@@ -35,7 +35,8 @@ from service.jsontypes import JSONObject
 from service.lifecycle import SUCCEEDED
 from service.queries.results import outputs_by_evaluation
 
-#: Rows scored per call of the evaluators when re-scoring stored outputs.
+#: Outputs scored per call of the evaluators (and per commit) when scoring stored outputs;
+#: the job passes ``TUNEGATE_SCORE_CHUNK_SIZE``.
 RESCORE_CHUNK = 256
 
 
@@ -218,24 +219,30 @@ def score_stored_outputs(
     *,
     exclude: Collection[str] = (),
     keep: Collection[str] = (),
+    chunk_size: int = RESCORE_CHUNK,
+    after_chunk: Callable[[int, int], None] | None = None,
 ) -> int:
     """Bring the stored outputs' scores in line with ``scorers``, without a forward pass.
 
     Stale scores are deleted, then every (output, evaluator) pair without a score is scored
-    from the stored text (``exclude``: keys just generated and scored in this run). An
-    evaluator that does not apply to an example stores nothing for it and is asked again
-    next time (cheaply: it skips the example). ``keep``: evaluators whose scores come with
-    the outputs (log-likelihood), never deleted. Returns the outputs scored.
+    from the stored text (``exclude``: keys just generated and scored in this run), and
+    committed ``chunk_size`` outputs at a time (``after_chunk(evaluation_id, scored so
+    far)`` after each). A run cut short leaves whole chunks; the next one computes only
+    the pairs still missing, so no score is lost or stored twice. An evaluator that does
+    not apply to an example stores nothing for it and is asked again next time (cheaply:
+    it skips the example). ``keep``: evaluators whose scores come with the outputs
+    (log-likelihood), never deleted. Returns the outputs scored.
     """
     identities = scorers.identities
     with unit_of_work(factory) as session:
         drop_stale_scores(session, evaluation_id, identities, keep)
+    with unit_of_work(factory, write=False) as session:
         missing = unscored(session, evaluation_id, identities, exclude)
         outputs = outputs_by_evaluation(session, [evaluation_id])[evaluation_id]
     by_key = {e.id: e for e in examples if e.id in missing}
     keys = sorted(by_key)
-    for start in range(0, len(keys), RESCORE_CHUNK):
-        chunk = keys[start : start + RESCORE_CHUNK]
+    for start in range(0, len(keys), chunk_size):
+        chunk = keys[start : start + chunk_size]
         names = set().union(*(missing[k] for k in chunk))
         scores = scorers.score([by_key[k] for k in chunk], [outputs[k] for k in chunk], only=names)
         with unit_of_work(factory) as session:
@@ -254,4 +261,6 @@ def score_stored_outputs(
                             evaluator_options=score.options,
                         )
                     )
+        if after_chunk is not None:
+            after_chunk(evaluation_id, start + len(chunk))
     return len(keys)

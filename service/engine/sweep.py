@@ -79,7 +79,7 @@ def groups(factory: sessionmaker[Session], ids: Sequence[int], size: int) -> lis
     """
     if size <= 1 or len(ids) <= 1:
         return [[i] for i in ids]
-    with factory() as session:
+    with unit_of_work(factory, write=False) as session:
         rows = session.execute(
             select(
                 Evaluation.id,
@@ -122,7 +122,7 @@ def siblings(factory: sessionmaker[Session], evaluation_id: int, size: int) -> l
     """Claimable evaluations that can run in one group with ``evaluation_id`` (itself first)."""
     if size <= 1:
         return [evaluation_id]
-    with factory() as session:
+    with unit_of_work(factory, write=False) as session:
         row = session.execute(
             select(
                 Candidate.kind,
@@ -272,7 +272,7 @@ def _generate_mixed(
     for member in members:
         prepared = member.prepared
         assert prepared is not None
-        with ctx.factory() as session:
+        with unit_of_work(ctx.factory, write=False) as session:
             done = done_keys(session, member.evaluation_id)
         rows += [
             (member, e)

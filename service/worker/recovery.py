@@ -52,7 +52,7 @@ def expire_stale_leases(factory: sessionmaker[Session], now: datetime | None = N
     """
     now = now or utcnow()
     stale = lease_expired(now)
-    with factory() as session:
+    with unit_of_work(factory, write=False) as session:
         rows = session.execute(
             select(Evaluation.id, Evaluation.lease_owner)
             .where(Evaluation.status == RUNNING, stale)
@@ -88,7 +88,7 @@ def waiting_since(
     factory: sessionmaker[Session], cutoff: datetime, limit: int = SWEEP_LIMIT
 ) -> list[int]:
     """``queued`` evaluations created before ``cutoff``, oldest first."""
-    with factory() as session:
+    with unit_of_work(factory, write=False) as session:
         return list(
             session.scalars(
                 select(Evaluation.id)
