@@ -11,37 +11,38 @@ with the policy version and both evaluation ids. Reading a decision never comput
 from __future__ import annotations
 
 from collections.abc import Iterable
-from functools import lru_cache
 
 from pydantic import TypeAdapter
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
-from evaluators import registry
-from service import webhooks
+from service import diffs, webhooks
 from service.db.models import Candidate, Evaluation, Family, GateDecision
 from service.errors import DecisionNotFound, EvaluationNotFinished, EvaluationNotFound
 from service.families import current_policy, policy_of
 from service.gate.decision import Decision, EvalScores, RuleResult, decide
 from service.jsontypes import JSONObject
 from service.lifecycle import SUCCEEDED
+from service.metric_kinds import binary_metrics, metric_directions
 from service.queries import decisions as decision_queries
 from service.queries import evaluations as evaluation_queries
 from service.queries.examples import examples_by_version
 from service.queries.results import model_metrics, scores_by_evaluation
+from service.sweeps import measure
 
-
-@lru_cache(maxsize=1)
-def metric_directions() -> dict[str, bool]:
-    """metric name → higher_is_better, for every metric the registry knows (the evaluators'
-    and the model scorers': perplexity, log-likelihood)."""
-    return {name: metric.higher_is_better for name, (_, metric) in registry.metric_index().items()}
-
-
-@lru_cache(maxsize=1)
-def binary_metrics() -> frozenset[str]:
-    """Metrics whose scores are 0 or 1 (the gate judges them with exact paired tests)."""
-    return frozenset(name for name, (_, m) in registry.metric_index().items() if m.binary)
+__all__ = [
+    "binary_metrics",
+    "compute_decision",
+    "decide_evaluation",
+    "decide_ready",
+    "decision_for_evaluation",
+    "decision_of",
+    "decision_payload",
+    "get_decision",
+    "metric_directions",
+    "scores_of",
+    "scores_of_many",
+]
 
 
 # --- the scores the gate judges ------------------------------------------------------------
@@ -114,7 +115,8 @@ def decide_evaluation(session: Session, evaluation: Evaluation) -> GateDecision:
     if existing is not None:
         return existing
     scores = scores_of_many(session, [evaluation, baseline])
-    decision = decide(policy_of(policy_row), scores[evaluation.id], scores[baseline.id])
+    policy = policy_of(policy_row)
+    decision = decide(policy, scores[evaluation.id], scores[baseline.id])
     row = GateDecision(
         candidate_evaluation_id=evaluation.id,
         baseline_evaluation_id=baseline.id,
@@ -123,6 +125,12 @@ def decide_evaluation(session: Session, evaluation: Evaluation) -> GateDecision:
         rules=[r.to_dict() for r in decision.rules],
         summary=decision.summary,
     )
+    # what the sweep view and the slice summary show, computed once here: their inputs
+    # never change, and reading them is then a lookup, not statistics over every score
+    row.sweep_measures = measure(
+        scores[evaluation.id], scores[baseline.id], policy, decision
+    ).to_dict()
+    row.slice_summary = diffs.compute_slice_summary(session, row, None, None).to_dict()
     try:
         with session.begin_nested():
             session.add(row)

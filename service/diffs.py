@@ -9,7 +9,8 @@ database sorts and pages. Only the page's outputs are read back, never a whole e
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from collections.abc import Mapping
+from dataclasses import asdict, dataclass
 from typing import Any
 
 import numpy as np
@@ -18,10 +19,11 @@ from sqlalchemy.orm import Session, aliased
 
 from service.db.models import DatasetExample, Evaluation, GateDecision, GatePolicy
 from service.db.models import Score as ScoreRow
-from service.decisions import metric_directions
 from service.errors import InvalidRequest
 from service.families import policy_of
 from service.gate.stats import mean_ci
+from service.jsontypes import JSONObject
+from service.metric_kinds import metric_directions
 from service.queries.examples import examples_by_key
 from service.queries.results import outputs_by_evaluation
 from service.remembered import Remembered, decision_key
@@ -84,6 +86,20 @@ class SliceSummary:
     confidence: float
     slices: list[CohortSlice]
     """Worst cohort (lowest mean change) first."""
+
+    def to_dict(self) -> JSONObject:
+        """JSON-serialisable form (what a decision row stores)."""
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any]) -> SliceSummary:
+        """The stored form back."""
+        return cls(
+            metric=data["metric"],
+            domain=data["domain"],
+            confidence=data["confidence"],
+            slices=[CohortSlice(**s) for s in data["slices"]],
+        )
 
 
 def _oriented_delta(cand: Any, base: Any) -> ColumnElement[float]:
@@ -213,11 +229,18 @@ def slice_summary(
 ) -> SliceSummary:
     """Per cohort: the mean paired change of ``metric`` with its interval and how many
     examples regressed, worst cohort first. Raises ``InvalidRequest`` for a bad domain or
-    a metric the decision's evaluations did not both score."""
+    a metric the decision's evaluations did not both score.
+
+    The default summary (no domain, the default metric) is stored with the decision; any
+    other is computed on its first request and remembered.
+    """
+    stored = decision.slice_summary
+    if stored is not None and domain is None and metric in (None, stored.get("metric")):
+        return SliceSummary.from_dict(stored)
     key = (decision_key(session, decision), metric, domain)
     remembered = SLICES.get(key)
     if remembered is None:
-        remembered = SLICES.put(key, _slice_summary(session, decision, metric, domain))
+        remembered = SLICES.put(key, compute_slice_summary(session, decision, metric, domain))
     return remembered
 
 
@@ -225,9 +248,11 @@ SLICES = Remembered[SliceSummary](1024)
 """Slice summaries by (decision, metric, domain): a bootstrap per cohort to recompute."""
 
 
-def _slice_summary(
+def compute_slice_summary(
     session: Session, decision: GateDecision, metric: str | None, domain: str | None
 ) -> SliceSummary:
+    """:func:`slice_summary` computed from the stored scores (one query, a bootstrap per
+    cohort); ``decision`` need not be stored yet."""
     chosen = metric or default_metric(session, decision)
     policy = policy_of(session.get_one(GatePolicy, decision.policy_id))
     confidence = 1.0 - 2.0 * policy.alpha

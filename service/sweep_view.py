@@ -1,8 +1,10 @@
 """The learning-rate sweep view: every candidate of a sweep with its lift, forgetting,
 collapse signals, verdict, label and training-log diagnosis, plus the recommended rate.
 
-The numbers are recomputed from the stored per-example scores (paired, same
-statistics settings as the gate), so the view always agrees with the decisions.
+The paired numbers (lift, out-of-domain delta, hallucination change) are computed with
+each decision from the same scores and statistics settings as the gate and stored with
+it (:func:`service.sweeps.measure`), so the view agrees with the decisions and reading
+it is one query.
 """
 
 from __future__ import annotations
@@ -15,16 +17,14 @@ from sqlalchemy.orm import Session
 
 from service import decisions
 from service.candidates import checkpoint_digest
-from service.db.models import Candidate, Evaluation
+from service.db.models import Candidate, Evaluation, GateDecision
 from service.families import get_family, policy_of
-from service.gate.labels import lift_metric_of, ood_metric_of
-from service.gate.scores import compare_metric
-from service.gate.stats import PairedResult
 from service.jsontypes import JSONObject
 from service.queries import decisions as decision_queries
 from service.queries import evaluations as evaluation_queries
+from service.queries import sweeps as sweep_queries
 from service.remembered import Remembered, decision_key
-from service.sweeps import SweepRow, recommend, sweep_row
+from service.sweeps import SweepMeasures, SweepRow, measure, recommend, sweep_row
 
 
 @dataclass(frozen=True)
@@ -52,12 +52,13 @@ class SweepCandidate:
     lift_significant: bool | None = None
     repeats: list[int] = field(default_factory=list)
     """Later submissions of the same weights to this sweep, folded into this row."""
+    rules: list[JSONObject] = field(default_factory=list)
+    """The decision's rule results, as stored."""
 
 
-Measured = tuple[PairedResult, PairedResult, PairedResult]
-"""A decided candidate's in-domain lift, out-of-domain delta and hallucination change."""
-MEASURED = Remembered[Measured](4096)
-"""Each entry costs three paired bootstraps over every example to recompute."""
+MEASURED = Remembered[SweepMeasures](4096)
+"""Numbers of decisions stored without them (or for another lift metric), by (decision,
+lift metric): each costs reading both evaluations' scores to recompute."""
 
 
 @dataclass(frozen=True)
@@ -110,43 +111,27 @@ def sweep_view(
     session: Session, family_name: str, sweep: str, *, lift_metric: str | None = None
 ) -> SweepView:
     """Every candidate of the sweep with its latest evaluation and decision, and the
-    recommended rate. A fixed number of queries, whatever the number of candidates."""
-    family = get_family(session, family_name)
-    candidates = session.scalars(
-        select(Candidate)
-        .where(Candidate.family_id == family.id, Candidate.sweep == sweep)
-        .order_by(Candidate.learning_rate, Candidate.id)
-    ).all()
-    latest = evaluation_queries.latest_evaluations(session, [c.id for c in candidates])
-    decided = decision_queries.latest_decisions(session, [e.id for e in latest.values()])
-    policies = {
-        policy_id: policy_of(row)
-        for policy_id, row in decision_queries.policies_by_id(
-            session, {d.policy_id for d in decided.values()}
-        ).items()
-    }
-    keys = {
-        evaluation_id: (
-            decision_key(session, d),
-            lift_metric or lift_metric_of(policies[d.policy_id]),
-        )
-        for evaluation_id, d in decided.items()
-    }
-    remembered = {evaluation_id: MEASURED.get(key) for evaluation_id, key in keys.items()}
-    to_measure = [d for e, d in decided.items() if remembered[e] is None]
-    compared = evaluation_queries.evaluations_by_id(
-        session,
-        {d.candidate_evaluation_id for d in to_measure}
-        | {d.baseline_evaluation_id for d in to_measure},
-    )
-    scores = decisions.scores_of_many(session, compared.values())
+    recommended rate.
+
+    One query: the paired numbers are stored with each decision. Only a decision stored
+    before they were, or a ``lift_metric`` other than the policy's, has them computed from
+    the scores (a fixed number of queries for the whole sweep, then remembered).
+    """
+    members = sweep_queries.sweep_members(session, family_name, sweep)
+    if members is None:
+        get_family(session, family_name)  # raises FamilyNotFound
+        members = []
+    candidates = [candidate for candidate, _, _ in members]
+    decided = {e.id: d for _, e, d in members if e is not None and d is not None}
+    measured = {e: _stored(d, lift_metric) for e, d in decided.items()}
+    missing = {e: d for e, d in decided.items() if measured[e] is None}
+    if missing:
+        measured.update(_measure(session, missing, lift_metric))
     repeats = _repeats(candidates)
     shown: list[SweepCandidate] = []
-    for candidate in candidates:
+    for candidate, evaluation, decision_row in members:
         if candidate.id not in repeats:
             continue  # a repeat of an earlier submission: shown on the first one's row
-        evaluation = latest.get(candidate.id)
-        decision_row = decided.get(evaluation.id) if evaluation else None
         if evaluation is None or decision_row is None:
             shown.append(
                 SweepCandidate(
@@ -159,33 +144,14 @@ def sweep_view(
                 )
             )
             continue
-        policy = policies[decision_row.policy_id]
-        metric = lift_metric or lift_metric_of(policy)
-        decision = decisions.decision_of(decision_row)
-        measured = remembered[evaluation.id]
-        if measured is None:
-            cand_scores = scores[evaluation.id]
-            base_scores = scores[decision_row.baseline_evaluation_id]
-            measured = MEASURED.put(
-                keys[evaluation.id],
-                (
-                    compare_metric(cand_scores, base_scores, metric, policy, domain="in"),
-                    compare_metric(
-                        cand_scores,
-                        base_scores,
-                        ood_metric_of(policy, decision),
-                        policy,
-                        domain="out",
-                    ),
-                    compare_metric(cand_scores, base_scores, "hallucination", policy, domain="all"),
-                ),
-            )
-        lift, ood, halluc = measured
+        found = measured[evaluation.id]
+        assert found is not None
+        lift, ood, halluc = found.lift, found.ood, found.hallucination
         diagnosis = (candidate.diagnosis or {}).get("label")
         row = sweep_row(
             str(candidate.id),
             candidate.learning_rate,
-            decision,
+            decisions.decision_of(decision_row),
             lift=lift if lift.n else None,
             ood=ood if ood.n else None,
             hallucination=halluc if halluc.n else None,
@@ -200,9 +166,10 @@ def sweep_view(
                 training_log=candidate.training_log or [],
                 decision_id=decision_row.id,
                 row=row,
-                lift_metric=metric,
+                lift_metric=found.lift_metric,
                 lift_significant=lift.significant_improvement,
                 repeats=repeats[candidate.id],
+                rules=decision_row.rules,
             )
         )
     scored = [c.row for c in shown if c.row is not None]
@@ -211,4 +178,44 @@ def sweep_view(
         if scored
         else (None, "no candidate of this sweep has a gate decision yet")
     )
-    return SweepView(family.name, sweep, shown, rate, reason)
+    return SweepView(family_name, sweep, shown, rate, reason)
+
+
+def _stored(decision: GateDecision, lift_metric: str | None) -> SweepMeasures | None:
+    """The decision's stored numbers, if stored and for the wanted lift metric."""
+    if decision.sweep_measures is None:
+        return None
+    stored = SweepMeasures.from_dict(decision.sweep_measures)
+    if stored is None or (lift_metric is not None and lift_metric != stored.lift_metric):
+        return None
+    return stored
+
+
+def _measure(
+    session: Session, decided: dict[int, GateDecision], lift_metric: str | None
+) -> dict[int, SweepMeasures]:
+    """Evaluation id → its numbers computed from the scores (remembered per process)."""
+    keys = {e: (decision_key(session, d), lift_metric) for e, d in decided.items()}
+    out = {e: found for e, key in keys.items() if (found := MEASURED.get(key)) is not None}
+    todo = {e: d for e, d in decided.items() if e not in out}
+    if not todo:
+        return out
+    policies = decision_queries.policies_by_id(session, {d.policy_id for d in todo.values()})
+    compared = evaluation_queries.evaluations_by_id(
+        session,
+        {d.candidate_evaluation_id for d in todo.values()}
+        | {d.baseline_evaluation_id for d in todo.values()},
+    )
+    scores = decisions.scores_of_many(session, compared.values())
+    for evaluation_id, d in todo.items():
+        out[evaluation_id] = MEASURED.put(
+            keys[evaluation_id],
+            measure(
+                scores[d.candidate_evaluation_id],
+                scores[d.baseline_evaluation_id],
+                policy_of(policies[d.policy_id]),
+                decisions.decision_of(d),
+                lift_metric,
+            ),
+        )
+    return out

@@ -8,19 +8,23 @@ from __future__ import annotations
 
 import math
 from collections import Counter
-from collections.abc import Sequence
-from dataclasses import asdict, dataclass
-from typing import Literal
+from collections.abc import Mapping, Sequence
+from dataclasses import asdict, dataclass, fields
+from typing import Any, Literal
 
-from service.gate.decision import Decision
+from service.gate.decision import Decision, EvalScores
 from service.gate.labels import (
     CandidateLabel,
     CollapseSignals,
     Label,
     classify_candidate,
     label_candidate,
+    lift_metric_of,
+    ood_metric_of,
     significant_ood_regression,
 )
+from service.gate.policy import Policy
+from service.gate.scores import compare_metric
 from service.gate.stats import PairedResult
 from service.jsontypes import JSONObject
 
@@ -28,9 +32,11 @@ __all__ = [
     "CandidateLabel",
     "CollapseSignals",
     "Label",
+    "SweepMeasures",
     "SweepRow",
     "classify_candidate",
     "label_candidate",
+    "measure",
     "recommend",
     "sweep_row",
 ]
@@ -65,6 +71,64 @@ class SweepRow:
     def to_dict(self) -> JSONObject:
         """JSON-serialisable form."""
         return asdict(self)
+
+
+@dataclass(frozen=True)
+class SweepMeasures:
+    """The paired comparisons the sweep view plots for one decided candidate, at the
+    policy's alpha: the in-domain lift of ``lift_metric``, the out-of-domain delta of the
+    metric that judges forgetting and the change in hallucination over every example.
+
+    Computed once with the decision (:func:`measure`) and stored beside it: the scores
+    they come from never change.
+    """
+
+    lift_metric: str
+    lift: PairedResult
+    ood: PairedResult
+    hallucination: PairedResult
+
+    def to_dict(self) -> JSONObject:
+        """JSON-serialisable form (what the decision row stores)."""
+        return {
+            "lift_metric": self.lift_metric,
+            "lift": self.lift.to_dict(),
+            "ood": self.ood.to_dict(),
+            "hallucination": self.hallucination.to_dict(),
+        }
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any]) -> SweepMeasures | None:
+        """The stored form back; None when it is not the current shape (then recompute)."""
+        names = {f.name for f in fields(PairedResult)}
+        parts = [data.get(key) for key in ("lift", "ood", "hallucination")]
+        lift_metric = data.get("lift_metric")
+        if not isinstance(lift_metric, str) or any(
+            not isinstance(p, dict) or set(p) != names for p in parts
+        ):
+            return None
+        lift, ood, hallucination = (PairedResult(**p) for p in parts)  # type: ignore[arg-type]
+        return cls(lift_metric, lift, ood, hallucination)
+
+
+def measure(
+    candidate: EvalScores,
+    baseline: EvalScores,
+    policy: Policy,
+    decision: Decision,
+    lift_metric: str | None = None,
+) -> SweepMeasures:
+    """The sweep view's paired comparisons of a candidate against its baseline; the lift
+    metric is the policy's (:func:`~service.gate.labels.lift_metric_of`) unless given."""
+    metric = lift_metric or lift_metric_of(policy)
+    return SweepMeasures(
+        lift_metric=metric,
+        lift=compare_metric(candidate, baseline, metric, policy, domain="in"),
+        ood=compare_metric(
+            candidate, baseline, ood_metric_of(policy, decision), policy, domain="out"
+        ),
+        hallucination=compare_metric(candidate, baseline, "hallucination", policy, domain="all"),
+    )
 
 
 def _raw_change(result: PairedResult | None) -> float | None:

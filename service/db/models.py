@@ -278,6 +278,12 @@ class GateDecision(Base):
     rules: Mapped[list[JSONObject]] = mapped_column(default=list)
     summary: Mapped[str] = mapped_column(Text, default="")
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
+    sweep_measures: Mapped[JSONObject | None] = mapped_column(default=None)
+    """The sweep view's paired numbers (:class:`service.sweeps.SweepMeasures`), computed
+    with the decision; null for a decision stored before they were."""
+    slice_summary: Mapped[JSONObject | None] = mapped_column(default=None)
+    """The default slice summary (:class:`service.diffs.SliceSummary`), computed with the
+    decision; null for a decision stored before it was."""
 
 
 class Alias(Base):

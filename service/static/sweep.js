@@ -54,7 +54,8 @@ export async function renderSweep(root, ctx, family, sweep) {
   fill(root, h("p", {class: "muted"}, "loading sweep…"));
   const view = await get(`/v1/sweeps/${enc(family)}/${enc(sweep)}`);
   const decided = view.rows.filter((r) => r.decision_id);
-  const decisions = new Map(await Promise.all(decided.map(async (r) => [r.candidate_id, await get(`/v1/decisions/${r.decision_id}`)])));
+  // each row carries its decision's rules: one request draws the whole sweep
+  const decisions = new Map(decided.map((r) => [r.candidate_id, {rules: r.rules || []}]));
   const labels = new Map(), shapes = new Map();
   const style = (row) => ({colour: labelColour(row.label, labels), shape: verdictShape(row.verdict, shapes)});
   const open = (row) => () => { location.hash = `#/candidate/${row.candidate_id}`; };

@@ -281,7 +281,7 @@ def test_first_paint_of_a_seeded_sweep(page: Any, evaluated: Live) -> None:
     seed_s = time.perf_counter() - started
     url = f"{evaluated.url}/dashboard#/family/seeded/sweep/{seeded.sweeps[0]}"
     paints = []
-    for _ in range(2):  # cold (sweep numbers computed), then warm (remembered)
+    for _ in range(2):  # cold (first request of this sweep), then warm
         page.goto("about:blank")
         page.goto(url)  # a fresh document: performance.now() counts from its navigation
         page.wait_for_selector("body[data-view=sweep]", timeout=60_000)

@@ -8,7 +8,7 @@ from typing import TYPE_CHECKING, Literal, Self
 from pydantic import BaseModel, Field
 
 from service.api.schemas.candidates import DiagnosisOut, TrainingPointOut
-from service.api.schemas.decisions import Verdict
+from service.api.schemas.decisions import RuleResultOut, Verdict
 from service.api.schemas.evaluations import Progress
 
 if TYPE_CHECKING:
@@ -66,6 +66,11 @@ class SweepRowOut(BaseModel):
         default_factory=list,
         description="Later submissions of the same weights to this sweep (shown on this row)",
     )
+    rules: list[RuleResultOut] = Field(
+        default_factory=list,
+        description="The decision's rule results (as GET /v1/decisions/{decision_id} gives "
+        "them), so one request draws the whole sweep",
+    )
 
     @classmethod
     def of(cls, candidate: SweepCandidate) -> Self:
@@ -89,6 +94,7 @@ class SweepRowOut(BaseModel):
                 "repeats": candidate.repeats,
                 "lift_metric": candidate.lift_metric,
                 "lift_significant": candidate.lift_significant,
+                "rules": candidate.rules,
             }
         )
 
