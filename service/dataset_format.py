@@ -20,8 +20,11 @@ model's chat template. A ``messages`` example's :attr:`Example.input` is its las
 message (what scorers and displays show); its canonical record holds ``messages`` only.
 
 Every record is validated (extra keys refused, types checked, ``json_schema`` must be a
-valid JSON Schema, ids unique); a bad line is refused with :class:`InvalidDataset` naming
-the line and the reason.
+valid JSON Schema, ids unique, no NUL, finite numbers, at most ``max_depth`` levels of
+nesting); a bad line is refused with :class:`InvalidDataset` naming the line and the
+reason. :class:`RecordReader` applies these rules one line at a time, so a push can be
+read as it streams in (:mod:`service.dataset_spool`) as well as from memory
+(:func:`parse_dataset`). The records themselves are :mod:`service.dataset_records`.
 
 The digest is the sha256 of the *canonical* JSONL: the generation record (defaults filled
 in) first, then the examples in file order, then the held-out texts in file order, each
@@ -37,136 +40,46 @@ from __future__ import annotations
 import hashlib
 import json
 import math
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
-from typing import Annotated, Literal, TypeVar
+from typing import Protocol, TypeVar
 
-import jsonschema
-from pydantic import (
-    BaseModel,
-    ConfigDict,
-    Field,
-    ValidationError,
-    field_validator,
-    model_validator,
-)
-from pydantic_core import ErrorDetails
+from pydantic import ValidationError
 
 from evaluators.base import Example
+from service.dataset_records import (
+    ExampleRecord,
+    GenerationConfig,
+    GenerationRecord,
+    HeldoutRecord,
+    Record,
+    describe,
+)
 from service.errors import InvalidDataset
 from service.jsontypes import JSONObject, JSONValue
 
-_KEY_MAX = 200
+__all__ = [
+    "MAX_DEPTH",
+    "OPTIONAL_FIELDS",
+    "Counts",
+    "DatasetContent",
+    "ExampleRecord",
+    "GenerationConfig",
+    "ParsedDataset",
+    "RecordReader",
+    "canonical_jsonl",
+    "canonical_line",
+    "example_record",
+    "parse_dataset",
+]
+
+#: Nesting levels of arrays and objects a line may hold (``TUNEGATE_MAX_JSON_DEPTH``).
+MAX_DEPTH = 64
+
+_R = TypeVar("_R", bound=Record)
 
 
-# --- records -------------------------------------------------------------------------
-
-
-class _Record(BaseModel):
-    model_config = ConfigDict(extra="forbid", strict=True, frozen=True)
-
-
-_R = TypeVar("_R", bound=_Record)
-
-
-class GenerationConfig(_Record):
-    """How a dataset's prompts are run."""
-
-    max_new_tokens: int = Field(default=64, ge=1, le=4096)
-    chat_template: bool = True
-    system: str | None = Field(default=None, min_length=1)
-
-    def stored(self) -> JSONObject:
-        """The canonical (and stored) form: ``system`` only when set."""
-        return self.model_dump(exclude_none=True)
-
-
-class GenerationRecord(_Record):
-    generation: GenerationConfig
-
-
-class Message(_Record):
-    """One chat turn (OpenAI / TRL conversational format)."""
-
-    role: Literal["system", "user", "assistant"]
-    content: str = Field(min_length=1)
-
-
-class ExampleRecord(_Record):
-    """One example line; ``id`` may be a string or an integer (stored as a string)."""
-
-    id: str | None = Field(default=None, min_length=1, max_length=_KEY_MAX)
-    input: str | None = Field(default=None, min_length=1)
-    messages: list[Message] | None = Field(default=None, min_length=1)
-    reference: str | None = None
-    context: str | None = None
-    domain: Literal["in", "out"] = "in"
-    cohort: str | None = Field(default=None, max_length=_KEY_MAX)
-    json_schema: JSONObject | None = None
-    answers: list[Annotated[str, Field(min_length=1)]] | None = Field(default=None, min_length=1)
-    choices: list[Annotated[str, Field(min_length=1)]] | None = Field(default=None, min_length=2)
-    answer: int | None = Field(default=None, ge=0)
-    target: str | None = Field(default=None, min_length=1)
-    expect: Literal["refuse", "comply"] | None = None
-
-    @model_validator(mode="after")
-    def _consistent(self) -> ExampleRecord:
-        if (self.input is None) == (self.messages is None):
-            raise ValueError('an example needs exactly one of "input" or "messages"')
-        if self.messages is not None:
-            if self.messages[-1].role != "user":
-                raise ValueError('the last of "messages" must be the user\'s')
-            if any(m.role == "system" for m in self.messages[1:]):
-                raise ValueError('a "system" message may only be the first of "messages"')
-        if (self.choices is None) != (self.answer is None):
-            raise ValueError('"choices" and "answer" go together')
-        if self.choices is not None and self.answer is not None:
-            if self.answer >= len(self.choices):
-                raise ValueError(
-                    f'"answer" {self.answer} is not an index of "choices" '
-                    f"(0 to {len(self.choices) - 1})"
-                )
-        return self
-
-    def prompt_text(self) -> str:
-        """``input``, or the last (user) message's content."""
-        if self.input is not None:
-            return self.input
-        assert self.messages is not None
-        return self.messages[-1].content
-
-    @field_validator("id", mode="before")
-    @classmethod
-    def _id_as_text(cls, value: object) -> object:
-        if isinstance(value, int) and not isinstance(value, bool):
-            return str(value)
-        if value is not None and not isinstance(value, str):
-            raise ValueError("must be a string or an integer")
-        return value
-
-    @field_validator("json_schema")
-    @classmethod
-    def _valid_schema(cls, value: JSONObject | None) -> JSONObject | None:
-        if value is not None:
-            try:
-                jsonschema.validators.validator_for(value).check_schema(value)
-            except jsonschema.SchemaError as exc:
-                raise ValueError(f"is not a valid JSON Schema: {exc.message}") from exc
-        return value
-
-
-class HeldoutRecord(_Record):
-    heldout: str = Field(min_length=1)
-
-
-_ALLOWED_KEYS: dict[tuple[str, ...], Sequence[str]] = {
-    ("example",): tuple(ExampleRecord.model_fields),
-    ("example", "messages"): tuple(Message.model_fields),
-    ("heldout",): tuple(HeldoutRecord.model_fields),
-    ("generation",): tuple(GenerationRecord.model_fields),
-    ("generation", "generation"): tuple(GenerationConfig.model_fields),
-}
-
+# --- canonical form ------------------------------------------------------------------
 
 #: The optional example fields: in the canonical record only when set.
 OPTIONAL_FIELDS = (
@@ -198,9 +111,56 @@ def example_record(example: Example) -> JSONObject:
     return out
 
 
+def canonical_line(record: JSONObject) -> str:
+    """One record of the canonical JSONL: keys sorted, compact, UTF-8 as is."""
+    return json.dumps(record, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
+
+
+def canonical_jsonl(
+    generation: JSONObject, examples: Sequence[Example], heldout: Sequence[str]
+) -> str:
+    """The canonical text whose sha256 is a version's digest (no trailing newline)."""
+    lines = [canonical_line({"generation": generation})]
+    lines += [canonical_line(example_record(example)) for example in examples]
+    lines += [canonical_line({"heldout": text}) for text in heldout]
+    return "\n".join(lines)
+
+
+@dataclass(frozen=True)
+class Counts:
+    """What a version holds, as stored on its row."""
+
+    n_examples: int = 0
+    n_in_domain: int = 0
+    n_out_domain: int = 0
+    n_heldout: int = 0
+
+
+class DatasetContent(Protocol):
+    """A validated push, ready to store: in memory (:class:`ParsedDataset`) or spooled
+    to disk (:class:`service.dataset_spool.DatasetSpool`)."""
+
+    @property
+    def generation(self) -> GenerationConfig: ...
+
+    @property
+    def digest(self) -> str: ...
+
+    @property
+    def counts(self) -> Counts: ...
+
+    def example_records(self) -> Iterable[JSONObject]:
+        """The canonical example records, in file order."""
+        ...
+
+    def heldout_texts(self) -> Iterable[str]:
+        """The held-out texts, in file order."""
+        ...
+
+
 @dataclass(frozen=True)
 class ParsedDataset:
-    """A validated push, ready to store."""
+    """A validated push held in memory."""
 
     generation: GenerationConfig
     examples: list[Example]
@@ -214,88 +174,52 @@ class ParsedDataset:
     def digest(self) -> str:
         return hashlib.sha256(self.canonical.encode("utf-8")).hexdigest()
 
+    @property
+    def counts(self) -> Counts:
+        return Counts(
+            n_examples=len(self.examples),
+            n_in_domain=sum(e.domain == "in" for e in self.examples),
+            n_out_domain=sum(e.domain == "out" for e in self.examples),
+            n_heldout=len(self.heldout),
+        )
 
-def _dumps(record: JSONObject) -> str:
-    return json.dumps(record, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
+    def example_records(self) -> Iterator[JSONObject]:
+        return (example_record(example) for example in self.examples)
+
+    def heldout_texts(self) -> Iterator[str]:
+        return iter(self.heldout)
 
 
-def canonical_jsonl(
-    generation: JSONObject, examples: Sequence[Example], heldout: Sequence[str]
-) -> str:
-    """The canonical text whose sha256 is a version's digest (no trailing newline)."""
-    lines = [_dumps({"generation": generation})]
-    lines += [_dumps(example_record(example)) for example in examples]
-    lines += [_dumps({"heldout": text}) for text in heldout]
-    return "\n".join(lines)
-
-
-# --- parsing -------------------------------------------------------------------------
+# --- reading lines -------------------------------------------------------------------
 
 
 def _refuse_constant(name: str) -> float:
     raise ValueError(f"{name} is not allowed in JSON")
 
 
-def _check_values(value: object) -> None:
-    """Refuse what the databases cannot store faithfully: NUL characters, non-finite numbers."""
+def _too_deep(max_depth: int) -> str:
+    return f"JSON nested deeper than {max_depth} levels is refused"
+
+
+def _check_values(value: object, max_depth: int, depth: int = 0) -> None:
+    """Refuse what the databases cannot store faithfully — NUL characters, non-finite
+    numbers — and nesting deeper than ``max_depth`` (never recursing past it)."""
     if isinstance(value, str):
         if "\x00" in value:
             raise ValueError("text must not contain NUL characters (\\u0000)")
     elif isinstance(value, float):
         if not math.isfinite(value):
             raise ValueError("numbers must be finite")
-    elif isinstance(value, dict):
-        for key, item in value.items():
-            _check_values(key)
-            _check_values(item)
-    elif isinstance(value, list):
-        for item in value:
-            _check_values(item)
-
-
-def _describe(error: ErrorDetails, kind: str) -> str:
-    """One pydantic error as a sentence about the record's keys."""
-    loc = tuple(str(p) for p in error["loc"])
-    where = ".".join(loc)
-    ctx = error.get("ctx", {})
-    if not loc and error["type"] == "value_error":  # a rule across fields
-        return str(ctx.get("error"))
-    kind_name = {"example": "an example", "heldout": "a heldout", "generation": "a generation"}
-    match error["type"]:
-        case "missing":
-            return f'"{where}" is required'
-        case "extra_forbidden":
-            path = tuple(p for p in loc[:-1] if not p.isdigit())  # list indexes dropped
-            allowed = _ALLOWED_KEYS.get((kind, *path), ())
-            known = ", ".join(f'"{k}"' for k in allowed)
-            return f'unknown key "{where}" in {kind_name[kind]} record (known: {known})'
-        case "literal_error":
-            return f'"{where}" must be {str(ctx.get("expected", "")).replace(chr(39), chr(34))}'
-        case "string_type":
-            return f'"{where}" must be a string'
-        case "int_type":
-            return f'"{where}" must be an integer'
-        case "bool_type":
-            return f'"{where}" must be true or false'
-        case "dict_type" | "model_type":
-            return f'"{where}" must be a JSON object'
-        case "string_too_short":
-            return f'"{where}" must not be empty'
-        case "list_type":
-            return f'"{where}" must be a JSON array'
-        case "too_short":
-            n = ctx.get("min_length")
-            return f'"{where}" must hold at least {n} item{"s" if n != 1 else ""}'
-        case "string_too_long":
-            return f'"{where}" must be at most {ctx.get("max_length")} characters'
-        case "greater_than_equal":
-            return f'"{where}" must be at least {ctx.get("ge")}'
-        case "less_than_equal":
-            return f'"{where}" must be at most {ctx.get("le")}'
-        case "value_error":
-            return f'"{where}" {ctx.get("error")}'
-        case _:
-            return f'"{where}": {error["msg"]}'
+    elif isinstance(value, dict | list):
+        if depth >= max_depth:
+            raise ValueError(_too_deep(max_depth))
+        if isinstance(value, dict):
+            for key, item in value.items():
+                _check_values(key, max_depth, depth + 1)
+                _check_values(item, max_depth, depth + 1)
+        else:
+            for item in value:
+                _check_values(item, max_depth, depth + 1)
 
 
 def _lines(body: bytes) -> Iterator[tuple[int, str]]:
@@ -328,78 +252,122 @@ def _json_kind(value: object) -> str:
 #: How a refusal names a record: ``line 3`` for JSONL; ``row 2`` for a table.
 Where = Callable[[int], str]
 
+#: ``claim(id, line)``: the line that used ``id`` first, or ``None`` (it is now claimed).
+Claim = Callable[[str, int], int | None]
+
 
 def _line(number: int) -> str:
     return f"line {number}"
 
 
-def _load_line(number: int, line: str, where: Where = _line) -> JSONObject:
-    try:
-        obj = json.loads(line, parse_constant=_refuse_constant)
-    except json.JSONDecodeError as exc:
-        raise InvalidDataset(
-            f"{where(number)}: not valid JSON: {exc.msg} (col {exc.colno})"
-        ) from exc
-    except ValueError as exc:
-        raise InvalidDataset(f"{where(number)}: not valid JSON: {exc}") from exc
-    if not isinstance(obj, dict):
-        raise InvalidDataset(
-            f"{where(number)}: each line must be a JSON object, not {_json_kind(obj)}"
+class RecordReader:
+    """The rules of a push applied one line at a time, in line order.
+
+    :meth:`read` returns what a line holds — the :class:`GenerationConfig`, an
+    :class:`Example` (defaults filled in) or a held-out text — or ``None`` for a blank
+    line; it raises :class:`InvalidDataset` naming the line (``where(number)``).
+    ``claim`` remembers the ids seen so far: a dict for a push in memory, the spool
+    file for a streamed one. :meth:`finish` checks the whole and returns the counts.
+    """
+
+    def __init__(self, claim: Claim, *, where: Where = _line, max_depth: int = MAX_DEPTH) -> None:
+        self.generation = GenerationConfig()
+        self.started = False  # a record was read: the generation is fixed from here on
+        self._claim = claim
+        self._where = where
+        self._max_depth = max_depth
+        self._counts = {"in": 0, "out": 0, "heldout": 0}
+
+    def refuse(self, number: int, reason: str) -> InvalidDataset:
+        return InvalidDataset(f"{self._where(number)}: {reason}")
+
+    def read(self, number: int, line: str) -> GenerationConfig | Example | str | None:
+        if not line.strip():
+            return None
+        obj = self._load(number, line)
+        if "generation" in obj:
+            if self.started:
+                raise self.refuse(number, 'the "generation" record must be the first record')
+            self.started = True
+            self.generation = self._validate(GenerationRecord, obj, number, "generation").generation
+            if self.generation.system is not None and not self.generation.chat_template:
+                raise self.refuse(number, '"system" needs "chat_template": true')
+            return self.generation
+        self.started = True
+        if "heldout" in obj:
+            self._counts["heldout"] += 1
+            return self._validate(HeldoutRecord, obj, number, "heldout").heldout
+        record = self._validate(ExampleRecord, obj, number, "example")
+        if record.messages is not None and not self.generation.chat_template:
+            raise self.refuse(
+                number,
+                '"messages" need "chat_template": true in the generation record '
+                "(they are rendered with the model's chat template)",
+            )
+        key = record.id if record.id is not None else str(number)
+        first = self._claim(key, number)
+        if first is not None:
+            raise self.refuse(number, f'duplicate id "{key}" (first used on {self._where(first)})')
+        fields = record.model_dump(exclude={"id", "input"})  # defaults filled in
+        self._counts[record.domain] += 1
+        return Example(id=key, input=record.prompt_text(), **fields)
+
+    def finish(self) -> Counts:
+        """The counts; raises :class:`InvalidDataset` when the push holds no example."""
+        counts = Counts(
+            n_examples=self._counts["in"] + self._counts["out"],
+            n_in_domain=self._counts["in"],
+            n_out_domain=self._counts["out"],
+            n_heldout=self._counts["heldout"],
         )
-    try:
-        _check_values(obj)
-    except ValueError as exc:
-        raise InvalidDataset(f"{where(number)}: {exc}") from exc
-    return obj
+        if not counts.n_examples:
+            raise InvalidDataset('the dataset has no examples (records with "input" or "messages")')
+        return counts
+
+    def _load(self, number: int, line: str) -> JSONObject:
+        try:
+            obj = json.loads(line, parse_constant=_refuse_constant)
+        except json.JSONDecodeError as exc:
+            raise self.refuse(number, f"not valid JSON: {exc.msg} (col {exc.colno})") from exc
+        except ValueError as exc:
+            raise self.refuse(number, f"not valid JSON: {exc}") from exc
+        except RecursionError as exc:  # far deeper than any limit: the parser gave up
+            raise self.refuse(number, _too_deep(self._max_depth)) from exc
+        if not isinstance(obj, dict):
+            raise self.refuse(number, f"each line must be a JSON object, not {_json_kind(obj)}")
+        try:
+            _check_values(obj, self._max_depth)
+        except ValueError as exc:
+            raise self.refuse(number, str(exc)) from exc
+        return obj
+
+    def _validate(self, model: type[_R], obj: JSONObject, number: int, kind: str) -> _R:
+        try:
+            return model.model_validate(obj)
+        except ValidationError as exc:
+            reasons = "; ".join(describe(error, kind) for error in exc.errors())
+            raise self.refuse(number, reasons) from exc
 
 
-def _validate(model: type[_R], obj: JSONObject, number: int, kind: str, where: Where = _line) -> _R:
-    try:
-        return model.model_validate(obj)
-    except ValidationError as exc:
-        reasons = "; ".join(_describe(error, kind) for error in exc.errors())
-        raise InvalidDataset(f"{where(number)}: {reasons}") from exc
+def parse_dataset(
+    body: bytes, *, where: Where = _line, max_depth: int = MAX_DEPTH
+) -> ParsedDataset:
+    """Validate a JSONL push held in memory; raises :class:`InvalidDataset` naming the
+    first bad line (``where(line number)``: how a refusal names it)."""
+    first_line: dict[str, int] = {}
 
+    def claim(key: str, number: int) -> int | None:
+        first = first_line.setdefault(key, number)
+        return None if first == number else first
 
-def parse_dataset(body: bytes, *, where: Where = _line) -> ParsedDataset:
-    """Validate a JSONL push; raises :class:`InvalidDataset` naming the first bad line
-    (``where(line number)``: how a refusal names it)."""
-    generation = GenerationConfig()
+    reader = RecordReader(claim, where=where, max_depth=max_depth)
     examples: list[Example] = []
     heldout: list[str] = []
-    first_line: dict[str, int] = {}
-    seen_record = False
     for number, line in _lines(body):
-        if not line.strip():
-            continue
-        obj = _load_line(number, line, where)
-        if "generation" in obj:
-            if seen_record:
-                raise InvalidDataset(
-                    f'{where(number)}: the "generation" record must be the first record'
-                )
-            generation = _validate(GenerationRecord, obj, number, "generation", where).generation
-            if generation.system is not None and not generation.chat_template:
-                raise InvalidDataset(f'{where(number)}: "system" needs "chat_template": true')
-        elif "heldout" in obj:
-            heldout.append(_validate(HeldoutRecord, obj, number, "heldout", where).heldout)
-        else:
-            record = _validate(ExampleRecord, obj, number, "example", where)
-            if record.messages is not None and not generation.chat_template:
-                raise InvalidDataset(
-                    f'{where(number)}: "messages" need "chat_template": true in the '
-                    "generation record (they are rendered with the model's chat template)"
-                )
-            key = record.id if record.id is not None else str(number)
-            if key in first_line:
-                raise InvalidDataset(
-                    f'{where(number)}: duplicate id "{key}" (first used on '
-                    f"{where(first_line[key])})"
-                )
-            first_line[key] = number
-            fields = record.model_dump(exclude={"id", "input"})  # defaults filled in
-            examples.append(Example(id=key, input=record.prompt_text(), **fields))
-        seen_record = True
-    if not examples:
-        raise InvalidDataset('the dataset has no examples (records with "input" or "messages")')
-    return ParsedDataset(generation=generation, examples=examples, heldout=heldout)
+        got = reader.read(number, line)
+        if isinstance(got, Example):
+            examples.append(got)
+        elif isinstance(got, str):
+            heldout.append(got)
+    reader.finish()
+    return ParsedDataset(generation=reader.generation, examples=examples, heldout=heldout)

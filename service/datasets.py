@@ -7,15 +7,22 @@ so a refused push stores nothing.
 
 from __future__ import annotations
 
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
+from itertools import islice
 from typing import Literal
 
-from sqlalchemy import func, select
+from sqlalchemy import func, insert, select
 from sqlalchemy.dialects.postgresql import insert as postgresql_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.orm import Session
 
-from service.dataset_format import ParsedDataset, canonical_jsonl, parse_dataset
+from service.dataset_format import (
+    OPTIONAL_FIELDS,
+    DatasetContent,
+    canonical_jsonl,
+    parse_dataset,
+)
 from service.db.base import Base
 from service.db.models import Dataset, DatasetExample, DatasetVersion, HeldoutText
 from service.errors import ConcurrentUpdate, DatasetNotFound, DatasetVersionNotFound, InvalidRequest
@@ -81,61 +88,79 @@ def _version_with_digest(session: Session, dataset_id: int, digest: str) -> Data
     )
 
 
+_BATCH = 1000  # rows per INSERT: memory for a batch, not for the dataset
+_Row = dict[str, object]
+
+
+def _batches(rows: Iterable[_Row]) -> Iterator[list[_Row]]:
+    iterator = iter(rows)
+    while batch := list(islice(iterator, _BATCH)):
+        yield batch
+
+
+def _example_row(version_id: int, position: int, record: JSONObject) -> _Row:
+    """A canonical example record as a ``dataset_examples`` row (``input`` of a chat
+    example: its last user message)."""
+    messages = record.get("messages")
+    prompt = record.get("input")
+    if isinstance(messages, list):
+        last = messages[-1]
+        assert isinstance(last, dict)
+        prompt = last["content"]
+    return {
+        "dataset_version_id": version_id,
+        "position": position,
+        "example_key": record["id"],
+        "input": prompt,
+        "domain": record["domain"],
+        "messages": messages,
+        **{name: record.get(name) for name in OPTIONAL_FIELDS},
+    }
+
+
 def _insert_version(
-    session: Session, dataset_id: int, parsed: ParsedDataset, digest: str
+    session: Session, dataset_id: int, content: DatasetContent
 ) -> DatasetVersion | None:
     """Insert the next version with its examples; ``None`` if a concurrent push took
-    this digest or this version number."""
+    this digest or this version number. Rows go in batches straight from ``content``
+    (no ORM objects), so a spooled push is never held in memory whole."""
     latest = session.scalar(
         select(func.max(DatasetVersion.version)).where(DatasetVersion.dataset_id == dataset_id)
     )
-    examples = parsed.examples
+    counts = content.counts
     version_id = _insert_unless_conflict(
         session,
         DatasetVersion,
         {
             "dataset_id": dataset_id,
             "version": (latest or 0) + 1,
-            "digest": digest,
-            "generation": parsed.generation.stored(),
-            "n_examples": len(examples),
-            "n_in_domain": sum(e.domain == "in" for e in examples),
-            "n_out_domain": sum(e.domain == "out" for e in examples),
-            "n_heldout": len(parsed.heldout),
+            "digest": content.digest,
+            "generation": content.generation.stored(),
+            "n_examples": counts.n_examples,
+            "n_in_domain": counts.n_in_domain,
+            "n_out_domain": counts.n_out_domain,
+            "n_heldout": counts.n_heldout,
         },
     )
     if version_id is None:
         return None
-    session.add_all(
-        DatasetExample(
-            dataset_version_id=version_id,
-            position=position,
-            example_key=e.id,
-            input=e.input,
-            reference=e.reference,
-            context=e.context,
-            domain=e.domain,
-            cohort=e.cohort,
-            json_schema=e.json_schema,
-            messages=e.messages,
-            answers=e.answers,
-            choices=e.choices,
-            answer=e.answer,
-            target=e.target,
-            expect=e.expect,
-        )
-        for position, e in enumerate(examples)
+    records = enumerate(content.example_records())
+    examples = (_example_row(version_id, position, record) for position, record in records)
+    for batch in _batches(examples):
+        session.execute(insert(DatasetExample), batch)
+    texts = enumerate(content.heldout_texts())
+    heldout = (
+        {"dataset_version_id": version_id, "position": position, "text": text}
+        for position, text in texts
     )
-    session.add_all(
-        HeldoutText(dataset_version_id=version_id, position=position, text=text)
-        for position, text in enumerate(parsed.heldout)
-    )
-    session.flush()
+    for batch in _batches(heldout):
+        session.execute(insert(HeldoutText), batch)
     return session.get_one(DatasetVersion, version_id)
 
 
-def push_version(session: Session, name: str, body: bytes) -> PushResult:
-    """Store a JSONL push as the next version of ``name`` (created on first push).
+def push_version(session: Session, name: str, body: bytes | DatasetContent) -> PushResult:
+    """Store a push — JSONL bytes, or content already validated (a spooled stream) —
+    as the next version of ``name`` (created on first push).
 
     Content-addressed: content already stored under this name returns that version
     with ``created=False``. A concurrent push of the same content loses the race on
@@ -144,14 +169,14 @@ def push_version(session: Session, name: str, body: bytes) -> PushResult:
     Raises :class:`InvalidDataset` (nothing is stored) or, after repeated lost races,
     :class:`ConcurrentUpdate` (409).
     """
-    parsed = parse_dataset(body)
-    digest = parsed.digest
+    content = parse_dataset(body) if isinstance(body, bytes) else body
+    digest = content.digest
     dataset_id = _dataset_id(session, name)
     for _ in range(_PUSH_ATTEMPTS):
         existing = _version_with_digest(session, dataset_id, digest)
         if existing is not None:
             return PushResult(existing, created=False)
-        inserted = _insert_version(session, dataset_id, parsed, digest)
+        inserted = _insert_version(session, dataset_id, content)
         if inserted is not None:
             return PushResult(inserted, created=True)
     raise ConcurrentUpdate(

@@ -89,7 +89,15 @@ class Settings(BaseSettings):
     max_base_models: int = Field(default=2, ge=1)
     max_upload_bytes: int = Field(default=2 * 1024**3, ge=1)
     max_body_bytes: int = Field(
-        default=64 * 1024**2, ge=1, description="Every request body but checkpoint uploads"
+        default=64 * 1024**2,
+        ge=1,
+        description="Every request body but checkpoint uploads and dataset pushes",
+    )
+    max_dataset_bytes: int = Field(
+        default=2 * 1024**3, ge=1, description="A dataset push (read as a stream, line by line)"
+    )
+    max_dataset_line_bytes: int = Field(
+        default=16 * 1024**2, ge=1, description="One line of a dataset push"
     )
     max_json_depth: int = Field(default=64, ge=2, description="Nesting levels of any JSON")
 

@@ -14,9 +14,10 @@ from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from service import __version__
-from service.api.limits import BodyLimits
+from service.api.limits import BodyLimit, BodyLimits
 from service.api.metrics import Metrics
 from service.api.routers import ROUTERS
+from service.api.routers.datasets import PUSH_PATH
 from service.api.routing import check_routes
 from service.auth import ensure_local_admin_token
 from service.db.migrate import upgrade_to_head
@@ -98,9 +99,14 @@ def create_app(settings: Settings | None = None, *, migrate: bool = True) -> Fas
     )
     app.state.settings = settings
 
-    def body_limit(path: str) -> int:
-        upload = path == "/v1/candidates/upload"
-        return settings.max_upload_bytes if upload else settings.max_body_bytes
+    def body_limit(method: str, path: str) -> BodyLimit:
+        if path == "/v1/candidates/upload":
+            return BodyLimit(settings.max_upload_bytes, "TUNEGATE_MAX_UPLOAD_BYTES")
+        if method == "POST" and PUSH_PATH.fullmatch(path):  # read line by line, bounded there
+            return BodyLimit(
+                settings.max_dataset_bytes, "TUNEGATE_MAX_DATASET_BYTES", scan_json=False
+            )
+        return BodyLimit(settings.max_body_bytes, "TUNEGATE_MAX_BODY_BYTES")
 
     app.add_middleware(BodyLimits, limit_for=body_limit, max_depth=settings.max_json_depth)
 

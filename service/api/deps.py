@@ -20,7 +20,7 @@ from sqlalchemy.orm import Session
 
 from service.api.schemas.common import DB_INT_MAX
 from service.auth import Principal, Scope, authenticate, require
-from service.db.session import unit_of_work
+from service.db.session import abandon, release, unit_of_work
 from service.settings import Settings
 
 _bearer = HTTPBearer(auto_error=False)
@@ -86,7 +86,26 @@ def ScopedToken(scope: Scope) -> object:
     return Depends(_check)
 
 
+def authorize_now(check: TokenCheck) -> Principal:
+    """Check the token at once and give the connection back (call it on a thread).
+
+    For a route that reads a long body before its unit of work begins: a stranger
+    is refused before the body is read, and no connection is held while it is.
+    The route class checks the token again in the unit of work.
+    """
+    try:
+        principal = check.resolve()
+        release(check.session)
+    except BaseException as exc:
+        abandon(check.session, exc)
+        raise
+    return principal
+
+
+_SUBMIT = ScopedToken("submit")
 ReadToken = Annotated[Principal, ScopedToken("read")]
-SubmitToken = Annotated[Principal, ScopedToken("submit")]
+SubmitToken = Annotated[Principal, _SUBMIT]
+#: The same check as ``SubmitToken``, unresolved: for a dependency to :func:`authorize_now`.
+SubmitCheck = Annotated[TokenCheck, _SUBMIT]
 PromoteToken = Annotated[Principal, ScopedToken("promote")]
 AdminToken = Annotated[Principal, ScopedToken("admin")]

@@ -1,13 +1,16 @@
 """Limits every request body meets before any route sees it (a pure ASGI middleware).
 
-- **Size**: a body over the limit is refused with 413 naming the limit — at once
-  when ``Content-Length`` says so, otherwise as soon as the streamed bytes pass it
-  (the route's answer is replaced; nothing it stored survives, see the unit of work).
-  Checkpoint uploads have their own, larger limit.
+- **Size**: a body over the limit is refused with 413 naming the limit and its
+  setting — at once when ``Content-Length`` says so, otherwise as soon as the
+  streamed bytes pass it (the route's answer is replaced; nothing it stored
+  survives, see the unit of work). Checkpoint uploads and dataset pushes have their
+  own, larger limits (:class:`BodyLimit`, chosen per request by ``limit_for``).
 - **JSON depth**: JSON and JSON-lines bodies nested deeper than ``max_depth`` are
   refused with 422 while streaming, by a scanner that tracks only brackets and
   strings — so no parser ever recurses a hostile 100,000 levels. The same scan
   refuses ``\\u0000`` in a JSON string: PostgreSQL text and jsonb cannot hold NUL.
+  A route that reads its body line by line and bounds each line itself (a dataset
+  push, up to gigabytes) opts out: a per-byte scan in Python would cost it minutes.
 - **Control characters** (NUL included) in the path or the query string: 422.
 """
 
@@ -106,10 +109,21 @@ def _mib(size: int) -> str:
     return f"{size} bytes ({size / 1024**2:g} MiB)"
 
 
-class BodyLimits:
-    """ASGI middleware: ``limit_for(path)`` bytes per body, ``max_depth`` JSON levels."""
+@dataclass(frozen=True)
+class BodyLimit:
+    """The bound on one request's body."""
 
-    def __init__(self, app: ASGIApp, *, limit_for: Callable[[str], int], max_depth: int) -> None:
+    max_bytes: int
+    setting: str  # the TUNEGATE_* variable that sets it, named in the 413
+    scan_json: bool = True  # False: the route bounds each JSON line itself
+
+
+class BodyLimits:
+    """ASGI middleware: ``limit_for(method, path)`` per body, ``max_depth`` JSON levels."""
+
+    def __init__(
+        self, app: ASGIApp, *, limit_for: Callable[[str, str], BodyLimit], max_depth: int
+    ) -> None:
         self.app = app
         self.limit_for = limit_for
         self.max_depth = max_depth
@@ -118,12 +132,12 @@ class BodyLimits:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
-        limit = self.limit_for(scope["path"])
+        bound = self.limit_for(scope["method"], scope["path"])
+        limit = bound.max_bytes
         too_large = Refusal(
             413,
             "BodyTooLarge",
-            f"the request body is larger than the limit of {_mib(limit)}"
-            " (TUNEGATE_MAX_BODY_BYTES; uploads: TUNEGATE_MAX_UPLOAD_BYTES)",
+            f"the request body is larger than the limit of {_mib(limit)} ({bound.setting})",
         )
         if _has_control(scope):
             detail = "control characters (NUL included) are refused in the path and query string"
@@ -133,7 +147,7 @@ class BodyLimits:
         if declared is not None and declared > limit:
             await _refuse(send, too_large)
             return
-        depth = JsonDepth(self.max_depth) if _is_json(scope) else None
+        depth = JsonDepth(self.max_depth) if bound.scan_json and _is_json(scope) else None
         refusal: Refusal | None = None
         seen = 0
         started = False

@@ -20,11 +20,14 @@ from tests.checkpoint_files import api_family
 
 Headers = dict[str, str]
 LIMIT = 64 * 1024
+DATASET_LIMIT = 4 * LIMIT  # dataset pushes: their own limit
 
 
 @pytest.fixture
 def small_client(settings: Settings) -> Iterator[TestClient]:
-    limited = settings.model_copy(update={"max_body_bytes": LIMIT})
+    limited = settings.model_copy(
+        update={"max_body_bytes": LIMIT, "max_dataset_bytes": DATASET_LIMIT}
+    )
     with TestClient(create_app(limited, migrate=False)) as c:
         yield c
 
@@ -52,20 +55,30 @@ def test_declared_oversize_body_is_413_naming_the_limit(
     small_client: TestClient, small_auth: Headers
 ) -> None:
     response = small_client.post(
-        "/v1/datasets/big/versions",
-        content=b'{"input": "x"}\n' * (LIMIT // 10),
-        headers={**small_auth, "Content-Type": "application/x-ndjson"},
+        "/v1/families",
+        content=json.dumps({"name": "f", "base_model": "x" * LIMIT}),
+        headers={**small_auth, "Content-Type": "application/json"},
     )
     assert response.status_code == 413
     assert response.json()["error"] == "BodyTooLarge"
-    assert str(LIMIT) in response.json()["detail"]
+    assert f"{LIMIT} bytes" in response.json()["detail"]
+    assert "TUNEGATE_MAX_BODY_BYTES" in response.json()["detail"]
+
+    response = small_client.post(
+        "/v1/datasets/big/versions",
+        content=b'{"input": "x"}\n' * (DATASET_LIMIT // 10),
+        headers={**small_auth, "Content-Type": "application/x-ndjson"},
+    )
+    assert response.status_code == 413
+    assert f"{DATASET_LIMIT} bytes" in response.json()["detail"]
+    assert "TUNEGATE_MAX_DATASET_BYTES" in response.json()["detail"]
     assert small_client.get("/v1/datasets/big", headers=small_auth).status_code == 404
     _ready(small_client)
 
 
 def test_streamed_oversize_body_is_413(small_client: TestClient, small_auth: Headers) -> None:
     def chunks() -> Iterator[bytes]:  # no Content-Length: chunked transfer
-        for _ in range(LIMIT // 1000 + 5):
+        for _ in range(DATASET_LIMIT // 1000 + 5):
             yield b'{"input": "' + b"y" * 980 + b'"}\n'
 
     response = small_client.post(
@@ -74,6 +87,7 @@ def test_streamed_oversize_body_is_413(small_client: TestClient, small_auth: Hea
         headers={**small_auth, "Content-Type": "application/x-ndjson"},
     )
     assert response.status_code == 413, response.text
+    assert "TUNEGATE_MAX_DATASET_BYTES" in response.json()["detail"]
     assert small_client.get("/v1/datasets/streamed", headers=small_auth).status_code == 404
     _ready(small_client)
 

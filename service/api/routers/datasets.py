@@ -1,14 +1,27 @@
-"""Routes for datasets: push JSONL versions, read versions, examples and canonical JSONL."""
+"""Routes for datasets: push JSONL versions (read as a stream), read versions, examples, JSONL."""
 
 from __future__ import annotations
 
+import functools
+import re
+from collections.abc import AsyncGenerator, AsyncIterator
+from contextlib import aclosing
 from typing import Annotated
 
+import anyio.to_thread
 from fastapi import APIRouter, Depends, Path, Query, Request, Response
 from starlette.datastructures import UploadFile
 
 from service import datasets
-from service.api.deps import OffsetQuery, ReadToken, SessionDep, SubmitToken
+from service.api.deps import (
+    OffsetQuery,
+    ReadToken,
+    SessionDep,
+    SettingsDep,
+    SubmitCheck,
+    SubmitToken,
+    authorize_now,
+)
 from service.api.routing import UnitOfWorkRoute
 from service.api.schemas.common import NAME_PATTERN
 from service.api.schemas.datasets import (
@@ -18,6 +31,8 @@ from service.api.schemas.datasets import (
     PushedVersionOut,
     VersionOut,
 )
+from service.archives import SCRATCH
+from service.dataset_spool import DatasetSpool
 from service.errors import InvalidDataset
 from service.queries import examples
 
@@ -26,18 +41,61 @@ router = APIRouter(prefix="/v1/datasets", tags=["datasets"], route_class=UnitOfW
 JSONL_MEDIA_TYPE = "application/x-ndjson"
 
 
-async def jsonl_body(request: Request) -> bytes:
-    """The pushed JSONL: the raw body, or the ``file`` field of a multipart form."""
-    content_type = request.headers.get("content-type", "")
-    if not content_type.startswith("multipart/form-data"):
-        return await request.body()
-    async with request.form() as form:
-        upload = form.get("file")
-        if isinstance(upload, UploadFile):
-            return await upload.read()
-        if isinstance(upload, str):  # a plain form field (curl -F 'file=<eval.jsonl')
-            return upload.encode("utf-8")
-        raise InvalidDataset('a multipart push needs the JSONL in a "file" field')
+#: The dataset push: read as a stream under its own body limit (see ``create_app``).
+PUSH_PATH = re.compile(r"/v1/datasets/[^/]+/versions")
+_CHUNK = 1024**2  # bytes handed to the parser per thread hop
+PushName = Annotated[str, Path(pattern=NAME_PATTERN)]
+
+
+async def _jsonl_chunks(request: Request) -> AsyncGenerator[bytes]:
+    """The pushed JSONL in chunks of about 1 MiB: the raw body as it arrives, or the
+    ``file`` field of a multipart form (spooled to disk by the form parser)."""
+    if request.headers.get("content-type", "").startswith("multipart/form-data"):
+        async with request.form() as form:
+            upload = form.get("file")
+            if isinstance(upload, UploadFile):
+                while chunk := await upload.read(_CHUNK):
+                    yield chunk
+            elif isinstance(upload, str):  # a plain form field (curl -F 'file=<eval.jsonl')
+                yield upload.encode("utf-8")
+            else:
+                raise InvalidDataset('a multipart push needs the JSONL in a "file" field')
+        return
+    pending = bytearray()
+    async for chunk in request.stream():
+        pending += chunk
+        if len(pending) >= _CHUNK:
+            yield bytes(pending)
+            pending.clear()
+    if pending:
+        yield bytes(pending)
+
+
+async def streamed_push(
+    request: Request, name: PushName, token: SubmitCheck, settings: SettingsDep
+) -> AsyncIterator[DatasetSpool]:
+    """The push validated and spooled to disk while it streams in, line by line.
+
+    ``name`` and the token are checked before the first byte is read; each chunk is
+    parsed on a worker thread (never on the event loop); a bad line ends the read
+    with 422 naming it. The spool file is deleted when the route is done.
+    """
+    await anyio.to_thread.run_sync(authorize_now, token)
+    spool = await anyio.to_thread.run_sync(
+        functools.partial(
+            DatasetSpool,
+            settings.uploads_dir / SCRATCH,
+            max_line_bytes=settings.max_dataset_line_bytes,
+            max_depth=settings.max_json_depth,
+        )
+    )
+    try:
+        async with aclosing(_jsonl_chunks(request)) as chunks:
+            async for chunk in chunks:
+                await anyio.to_thread.run_sync(spool.feed, chunk)
+        yield await anyio.to_thread.run_sync(spool.finish)
+    finally:
+        spool.close()
 
 
 @router.post(
@@ -47,13 +105,13 @@ async def jsonl_body(request: Request) -> bytes:
     responses={200: {"model": PushedVersionOut, "description": "content already stored"}},
 )
 def push_version(
-    name: Annotated[str, Path(pattern=NAME_PATTERN)],
-    body: Annotated[bytes, Depends(jsonl_body)],
+    name: PushName,
+    pushed: Annotated[DatasetSpool, Depends(streamed_push, scope="function")],
     response: Response,
     session: SessionDep,
     _: SubmitToken,
 ) -> PushedVersionOut:
-    result = datasets.push_version(session, name, body)
+    result = datasets.push_version(session, name, pushed)
     if not result.created:
         response.status_code = 200
     return PushedVersionOut.pushed(result.version, created=result.created)
