@@ -13,8 +13,8 @@ reference; 4 held-out texts for perplexity. Each side runs in its own process(es
   pushed with the CLI, then one ``tunegate submit --wait`` per adapter, all at once (CLI →
   HTTP → queue → database → worker → verdicts). Timed from the first submit to the last
   verdict; peak RSS of the server process. Run twice: the sweep, and one candidate alone
-  (for the sweep's RSS ratio). Then ``tunegate eval rescore`` adds an evaluator to every
-  evaluation (timed), and an in-process check on the same database counts the forward
+  (for the sweep's RSS ratio). Then one ``tunegate eval rescore ID ...`` adds an evaluator
+  to every evaluation (timed), and an in-process check on the same database counts the forward
   passes of a rescore with a forward hook on every causal LM (expected: 0).
 - **loop**: one process, one base load, the adapters loaded on it (``set_adapter``), batched
   greedy generation (left padding) at each of ``--loop-batches``, one batched embedding
@@ -237,10 +237,10 @@ def rescore_timed(
 
     def rescore_all(names: list[str]) -> None:
         flags = [a for name in names for a in ("-e", name)]
-        for evaluation_id in ids.values():
-            done = run_cli(env, "eval", "rescore", str(evaluation_id), *flags, "--wait", "--json")
-            assert done.returncode == 0, done.stderr
-            assert json.loads(done.stdout)["status"] == "succeeded", done.stdout
+        every = [str(i) for i in ids.values()]
+        done = run_cli(env, "eval", "rescore", *every, *flags, "--wait", "--json")
+        assert done.returncode == 0, done.stderr
+        assert {e["status"] for e in json.loads(done.stdout)} == {"succeeded"}, done.stdout
 
     rescore_all(without)
     start = time.perf_counter()

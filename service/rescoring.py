@@ -2,7 +2,9 @@
 costs no forward pass.
 
 ``rescore_evaluation`` queues a finished evaluation again, optionally with another
-evaluator set. The job then finds every output stored (nothing to generate), keeps the
+evaluator set; ``rescore_evaluations`` queues several in one unit of work (a worker then
+runs those of one base, dataset and config as one group: each scorer built once, no model
+loaded). The job then finds every output stored (nothing to generate), keeps the
 scores whose evaluator (name, version, options) is unchanged, deletes the rest, scores
 what is missing from the stored text, and recomputes the aggregates; the model is not
 even loaded. See :mod:`service.engine.reuse`.
@@ -64,3 +66,18 @@ def rescore_evaluation(
             "can be re-scored (retry a failed one)"
         )
     return evaluation
+
+
+def rescore_evaluations(
+    session: Session, evaluation_ids: Sequence[int], evaluators: Sequence[str] | None = None
+) -> list[Evaluation]:
+    """Queue several succeeded evaluations to be scored again, all or none.
+
+    As :func:`rescore_evaluation` for each id (in the order given, duplicates once); the
+    first that does not exist or has not succeeded raises, and the caller's unit of work
+    rolls back the ones queued before it.
+    """
+    if not evaluation_ids:
+        raise InvalidRequest("evaluation_ids must name at least one evaluation")
+    names = check_evaluators(evaluators) if evaluators is not None else None
+    return [rescore_evaluation(session, i, names) for i in dict.fromkeys(evaluation_ids)]

@@ -81,10 +81,10 @@ class Settings(BaseSettings):
         "(mixed-adapter batches); 1 runs each alone",
     )
     sweep_gather_seconds: float = Field(
-        default=2.0,
+        default=1.0,
         ge=0,
-        description="A woken worker waits until no evaluation was queued for this long "
-        "(the rest of a sweep), at most ten times over",
+        description="A worker about to generate waits until the newest queued evaluation "
+        "is this old (the rest of a sweep), at most ten times over; 0 never waits",
     )
     max_base_models: int = Field(default=2, ge=1)
     max_upload_bytes: int = Field(default=2 * 1024**3, ge=1)

@@ -37,7 +37,6 @@ from typing import Literal
 
 import numpy as np
 from numpy.typing import NDArray
-from scipy import stats
 
 from service.errors import InvalidTrainingLog
 from service.jsontypes import JSONObject
@@ -183,6 +182,10 @@ def _trend(losses: NDArray[np.float64]) -> tuple[float, float]:
     """Spearman rho and two-sided p of loss against step order; (0, 1) for a flat loss."""
     if np.ptp(losses) == 0.0:
         return 0.0, 1.0
+    # imported here: the CLI imports this module (through the API schemas), and scipy.stats
+    # would add half a second to every `tunegate` command
+    from scipy import stats
+
     result = stats.spearmanr(np.arange(losses.size), losses)
     return float(result.statistic), float(result.pvalue)
 

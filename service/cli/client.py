@@ -29,7 +29,7 @@ from pathlib import Path
 from typing import TypeVar
 
 import httpx
-from pydantic import BaseModel, TypeAdapter, ValidationError
+from pydantic import BaseModel, RootModel, TypeAdapter, ValidationError
 
 from service import errors
 from service.aliases import PRODUCTION
@@ -372,6 +372,18 @@ class TunegateClient:
         return self.call(
             EvaluationDetail, "POST", f"/v1/evaluations/{evaluation_id}/rescore", json=body
         )
+
+    def rescore_many(
+        self, evaluation_ids: list[int], evaluators: list[str] | None
+    ) -> list[EvaluationDetail]:
+        """Queue several succeeded evaluations to be scored again, all or none (one request;
+        the server's worker scores them as one group)."""
+        body: JSONObject = {"evaluation_ids": list[JSONValue](evaluation_ids)}
+        if evaluators:
+            body["evaluators"] = list[JSONValue](evaluators)
+        return self.call(
+            RootModel[list[EvaluationDetail]], "POST", "/v1/evaluations/rescore", json=body
+        ).root
 
     def get_decision(self, decision_id: int) -> DecisionOut:
         return self.call(DecisionOut, "GET", f"/v1/decisions/{decision_id}")

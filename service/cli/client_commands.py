@@ -268,7 +268,7 @@ def eval_show(
 
 @eval_app.command("rescore")
 def eval_rescore(
-    evaluation_id: Annotated[int, typer.Argument(help="Evaluation id")],
+    evaluation_ids: Annotated[list[int], typer.Argument(help="Evaluation ids (one or more)")],
     evaluator: Annotated[
         list[str] | None,
         typer.Option("--evaluator", "-e", help="Score with this set from now on (repeat)"),
@@ -279,22 +279,31 @@ def eval_rescore(
     as_json: JsonOpt = False,
     debug: DebugOpt = False,
 ) -> None:
-    """Score an evaluation's stored outputs again: new or changed evaluators, no generation."""
+    """Score evaluations' stored outputs again: new or changed evaluators, no generation.
+
+    Several ids are queued in one request, all or none, and scored as one job."""
     import time
 
     from service.cli.views import evaluation_text
 
     with session(url, token, debug) as client:
-        evaluation = client.rescore(evaluation_id, evaluator or None)
-        while wait and evaluation.status in ("queued", "running"):
-            time.sleep(0.5)
-            evaluation = client.get_evaluation(evaluation_id)
+        if len(evaluation_ids) == 1:
+            evaluations = [client.rescore(evaluation_ids[0], evaluator or None)]
+        else:
+            evaluations = client.rescore_many(evaluation_ids, evaluator or None)
+        while wait and any(e.status in ("queued", "running") for e in evaluations):
+            time.sleep(0.2)
+            evaluations = [
+                client.get_evaluation(e.id) if e.status in ("queued", "running") else e
+                for e in evaluations
+            ]
 
         def human() -> None:
-            for part in evaluation_text(evaluation):
-                out.print(part)
+            for evaluation in evaluations:
+                for part in evaluation_text(evaluation):
+                    out.print(part)
 
-        emit(as_json, evaluation, human)
+        emit(as_json, evaluations[0] if len(evaluations) == 1 else evaluations, human)
 
 
 def register(app: typer.Typer) -> None:

@@ -23,6 +23,7 @@ import logging
 from collections.abc import Sequence
 from contextlib import ExitStack
 from dataclasses import dataclass, field
+from datetime import UTC
 from typing import Any
 
 from sqlalchemy import select
@@ -158,6 +159,39 @@ def siblings(factory: sessionmaker[Session], evaluation_id: int, size: int) -> l
             identities.add(identity)
             same.append(other_id)
     return [evaluation_id, *same[: size - 1]]
+
+
+def gather_delay(
+    factory: sessionmaker[Session], quiet: float, evaluation_id: int | None = None
+) -> float:
+    """Seconds to wait, so that evaluations submitted together (a sweep) run as one group:
+    until the newest claimable evaluation that still has examples to generate was queued
+    ``quiet`` seconds ago (at most ``quiet``). 0 when none waits for generation (a rescore,
+    a finished resume: nothing to batch) or when ``evaluation_id`` is no longer claimable
+    (a sibling's group ran it)."""
+    if quiet <= 0:
+        return 0.0
+    now = utcnow()
+    with factory() as session:
+        if evaluation_id is not None and not session.scalar(
+            select(Evaluation.id).where(Evaluation.id == evaluation_id, lease.claimable(now))
+        ):
+            return 0.0
+        newest = session.scalar(
+            select(Evaluation.created_at)
+            .where(
+                lease.claimable(now),
+                Evaluation.progress_done < Evaluation.progress_total,
+            )
+            .order_by(Evaluation.created_at.desc())
+            .limit(1)
+        )
+    if newest is None:
+        return 0.0
+    if newest.tzinfo is None:  # SQLite keeps no zone; every timestamp here is UTC
+        newest = newest.replace(tzinfo=UTC)
+    age = (now - newest).total_seconds()
+    return min(quiet, max(0.0, quiet - age))
 
 
 def run_group(evaluation_ids: Sequence[int], ctx: WorkerContext) -> dict[int, str | None]:

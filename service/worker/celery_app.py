@@ -135,7 +135,7 @@ class WorkerRuntime:
             self._idle_since = None
             try:
                 if self.settings.sweep_size > 1:  # let the rest of a sweep be queued too
-                    time.sleep(self.settings.sweep_gather_seconds)
+                    self._gather(evaluation_id)
                 group = siblings(self.factory, evaluation_id, self.settings.sweep_size)
                 status = run_group(group, self.context)[evaluation_id]
             finally:
@@ -146,6 +146,18 @@ class WorkerRuntime:
             status or "skipped (finished, cancelled or leased by another worker)",
         )
         return status
+
+    def _gather(self, evaluation_id: int) -> None:
+        """Wait (:func:`gather_delay`, at most ten times) until the sweep this evaluation
+        belongs to has been queued; no wait for one already run in a sibling's group, nor
+        when nothing waits to be generated."""
+        from service.engine.sweep import gather_delay
+
+        for _ in range(10):
+            delay = gather_delay(self.factory, self.settings.sweep_gather_seconds, evaluation_id)
+            if delay <= 0:
+                return
+            time.sleep(delay)
 
     def idle_seconds(self) -> float:
         """How long no job has been running here (0 while one runs)."""

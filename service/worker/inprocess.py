@@ -19,7 +19,7 @@ from service.db.models import Evaluation
 from service.db.session import unit_of_work
 from service.engine.job import WorkerContext
 from service.engine.lease import claimable
-from service.engine.sweep import groups, run_group
+from service.engine.sweep import gather_delay, groups, run_group
 from service.settings import Settings
 
 log = logging.getLogger("tunegate.worker")
@@ -87,15 +87,12 @@ class InProcessWorker:
                 self._gather()
 
     def _gather(self) -> None:
-        """Candidates of one sweep are submitted together: wait until no new evaluation has
-        been queued for ``sweep_gather_seconds`` (at most ten such waits), so they run as one
-        group rather than the first ones alone."""
+        """Candidates of one sweep are submitted together: wait until the newest evaluation
+        to generate was queued ``sweep_gather_seconds`` ago (:func:`gather_delay`; at most
+        ten such waits), so they run as one group rather than the first ones alone. Nothing
+        to generate (a rescore), or a queue that has been quiet long enough: no wait."""
         quiet = self.context.settings.sweep_gather_seconds
-        seen = len(runnable_ids(self.context.factory))
         for _ in range(10):
-            if self._stop.wait(quiet):
+            delay = gather_delay(self.context.factory, quiet)
+            if delay <= 0 or self._stop.wait(delay):
                 return
-            now = len(runnable_ids(self.context.factory))
-            if now <= seen:
-                return
-            seen = now

@@ -172,11 +172,13 @@ def test_eval_rescore_scores_the_stored_outputs_again(
         env=live_server.env(),
     )
     assert submitted.returncode == 0, submitted.stderr
-    evaluation_id = json.loads(submitted.stdout)["candidate"]["evaluation_id"]
+    candidate = json.loads(submitted.stdout)["candidate"]
+    evaluation_id = candidate["evaluation_id"]
+    ids = [evaluation_id, candidate["baseline_evaluation_id"]]
     result = run_cli(
         "eval",
         "rescore",
-        str(evaluation_id),
+        *map(str, ids),  # several ids: one request, one job
         "-e",
         "collapse",
         "--wait",
@@ -184,10 +186,13 @@ def test_eval_rescore_scores_the_stored_outputs_again(
         env=live_server.env(),
     )
     assert result.returncode == 0, result.stderr
-    evaluation = json.loads(result.stdout)
-    assert evaluation["status"] == "succeeded"
-    assert set(evaluation["provenance"]["evaluators"]) == {"collapse"}
-    assert {a["metric"] for a in evaluation["aggregates"]} >= {"empty_output", "perplexity_token"}
+    evaluations = json.loads(result.stdout)
+    assert [e["id"] for e in evaluations] == ids
+    for evaluation in evaluations:
+        assert evaluation["status"] == "succeeded"
+        assert set(evaluation["provenance"]["evaluators"]) == {"collapse"}
+        metrics = {a["metric"] for a in evaluation["aggregates"]}
+        assert metrics >= {"empty_output", "perplexity_token"}
     refused = run_cli("eval", "rescore", str(evaluation_id), "-e", "nope", env=live_server.env())
     assert refused.returncode == 2
     assert "UnknownEvaluator" in refused.stderr or "unknown evaluator" in refused.stderr

@@ -16,7 +16,9 @@ from evaluators.embeddings import default_embedding_model_path
 from service.db.models import Score
 from service.engine.generation import generate
 from service.engine.job import WorkerContext, run_evaluation
-from service.worker.inprocess import InProcessWorker
+from service.engine.sweep import groups
+from service.worker.inprocess import InProcessWorker, runnable_ids
+from tests.forward_count import counting_forward_passes
 
 
 def _results(client: TestClient, auth: dict[str, str], evaluation_id: int) -> dict[str, Any]:
@@ -147,3 +149,55 @@ def test_rescore_refuses_unknown_evaluators_and_unfinished_evaluations(
     assert unknown.status_code == 422
     assert unknown.json()["error"] == "UnknownEvaluator"
     assert "collapse" in unknown.json()["detail"]
+
+
+def test_batch_rescore_runs_as_one_group_all_or_none_with_no_forward_pass(
+    client: TestClient,
+    auth: dict[str, str],
+    make_family: Callable[..., dict[str, Any]],
+    submit: Callable[..., dict[str, Any]],
+    capitals_adapter: Path,
+    pirate_adapter: Path,
+) -> None:
+    make_family()
+    first = submit(capitals_adapter, lr=1e-2, name="first")
+    app = client.app
+    worker = InProcessWorker(app.state.settings, app.state.sessionmaker)  # type: ignore[attr-defined]
+    assert worker.run_pending() == 2
+    ids = [first["evaluation_id"], first["baseline_evaluation_id"]]
+    before = {i: _results(client, auth, i) for i in ids}
+    subset = ["collapse", "reference_match"]
+
+    # all or none: one evaluation still queued refuses the request, nothing is requeued
+    waiting = submit(pirate_adapter, lr=2e-2, name="waiting")["evaluation_id"]
+    body = {"evaluation_ids": [*ids, waiting], "evaluators": subset}
+    refused = client.post("/v1/evaluations/rescore", json=body, headers=auth)
+    assert refused.status_code == 409, refused.text
+    assert str(waiting) in refused.json()["detail"]
+    for evaluation_id in ids:
+        ev = client.get(f"/v1/evaluations/{evaluation_id}", headers=auth).json()
+        assert ev["status"] == "succeeded"
+        assert "relevance" in ev["provenance"]["evaluators"]
+    assert client.post(f"/v1/evaluations/{waiting}/cancel", headers=auth).status_code == 200
+
+    queued = client.post(
+        "/v1/evaluations/rescore", json={"evaluation_ids": ids, "evaluators": subset}, headers=auth
+    )
+    assert queued.status_code == 200, queued.text
+    assert [(e["id"], e["status"]) for e in queued.json()] == [(i, "queued") for i in ids]
+    factory = worker.context.factory
+    assert groups(factory, runnable_ids(factory), 8) == [sorted(ids)]  # one job
+    with counting_forward_passes() as count:
+        assert worker.run_pending() == 2
+    assert count.passes == 0
+    for evaluation_id in ids:
+        ev = client.get(f"/v1/evaluations/{evaluation_id}", headers=auth).json()
+        assert ev["status"] == "succeeded", ev["error"]
+        assert set(ev["provenance"]["evaluators"]) == set(subset)
+        after = _results(client, auth, evaluation_id)
+        assert after.keys() == before[evaluation_id].keys()
+        for key, (output, scores) in after.items():
+            old_output, old_scores = before[evaluation_id][key]
+            assert output == old_output
+            assert scores == {m: v for m, v in old_scores.items() if m in scores}
+            assert "relevance" not in scores

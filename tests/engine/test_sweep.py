@@ -4,14 +4,20 @@ each evaluation's rows, probe, provenance and cache key exactly as if it had run
 from __future__ import annotations
 
 from collections.abc import Iterator
+from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
 import pytest
 import torch
 from fastapi.testclient import TestClient
+from sqlalchemy import update
 
 from service.api.app import create_app
+from service.db.base import utcnow
+from service.db.models import Evaluation
+from service.db.session import unit_of_work
+from service.engine.sweep import gather_delay
 from service.settings import Settings
 from service.worker.inprocess import InProcessWorker
 from tests.tiny_setup import dataset_jsonl
@@ -153,3 +159,33 @@ def test_sweep_in_one_pass_equals_single_runs_and_resumes_after_a_crash(
     # mixed-adapter batches: fewer forward passes than one evaluation after another, even
     # though the sweep also redid the probes and ran only the rows the crash left
     assert resumed_calls < single_calls
+
+
+def test_gather_waits_only_while_a_sweep_to_generate_is_still_arriving(
+    client: TestClient, auth: dict[str, str], tiny_base: Path, capitals_adapter: Path
+) -> None:
+    ids = _submit_sweep(client, auth, tiny_base, [capitals_adapter])
+    factory = client.app.state.sessionmaker  # type: ignore[attr-defined]
+
+    def set_rows(**values: object) -> None:
+        with unit_of_work(factory) as session:
+            session.execute(update(Evaluation).values(**values))
+
+    assert 25 < gather_delay(factory, 30) <= 30  # just queued: the rest may follow
+    assert gather_delay(factory, 0) == 0
+    set_rows(created_at=utcnow() - timedelta(seconds=60))  # queued long ago
+    assert gather_delay(factory, 30) == 0
+    # just queued, but nothing to generate (a rescore keeps done == total)
+    set_rows(created_at=utcnow(), progress_done=Evaluation.progress_total)
+    assert gather_delay(factory, 30) == 0
+    set_rows(progress_done=0)
+    assert 25 < gather_delay(factory, 30, ids["baseline"]) <= 30
+    # a message for an evaluation that a sibling's group already ran waits for nothing
+    with unit_of_work(factory) as session:
+        session.execute(
+            update(Evaluation)
+            .where(Evaluation.id == ids[capitals_adapter.name])
+            .values(status="succeeded")
+        )
+    assert gather_delay(factory, 30, ids[capitals_adapter.name]) == 0
+    assert 25 < gather_delay(factory, 30, ids["baseline"]) <= 30

@@ -25,6 +25,7 @@ from service.api.schemas.evaluations import (
     EvaluationDetail,
     EvaluationPage,
     EvaluationRescore,
+    EvaluationsRescore,
     EvaluationSummary,
     ResultOut,
     ResultPage,
@@ -148,6 +149,22 @@ def retry_evaluation(
     evaluation_commands.retry_evaluation(session, evaluation_id)
     enqueue_after_commit(request, background, [evaluation_id])
     return _detail(session, evaluation_id)
+
+
+@router.post(
+    "/rescore",
+    summary="Score several evaluations' stored outputs again, all or none (no forward pass)",
+)
+def rescore_evaluations(
+    body: EvaluationsRescore,
+    session: SessionDep,
+    request: Request,
+    background: BackgroundTasks,
+    _: SubmitToken,
+) -> list[EvaluationDetail]:
+    queued = rescoring.rescore_evaluations(session, body.evaluation_ids, body.evaluators)
+    enqueue_after_commit(request, background, [e.id for e in queued])
+    return [_detail(session, e.id) for e in queued]
 
 
 @router.post(

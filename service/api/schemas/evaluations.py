@@ -33,6 +33,12 @@ class EvaluationRescore(BaseModel):
     )
 
 
+class EvaluationsRescore(EvaluationRescore):
+    evaluation_ids: list[DbId] = Field(
+        min_length=1, max_length=100, description="The evaluations to score again, all or none"
+    )
+
+
 class Progress(BaseModel):
     done: int
     total: int
