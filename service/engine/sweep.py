@@ -172,7 +172,7 @@ def gather_delay(
     if quiet <= 0:
         return 0.0
     now = utcnow()
-    with factory() as session:
+    with unit_of_work(factory, write=False) as session:
         if evaluation_id is not None and not session.scalar(
             select(Evaluation.id).where(Evaluation.id == evaluation_id, lease.claimable(now))
         ):
