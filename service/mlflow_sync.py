@@ -172,7 +172,7 @@ Logger = Callable[[str, RunRecord], str]
 def sync_once(factory: sessionmaker[Session], settings: Settings, logger: Logger) -> int:
     """One pass: queue newly finished evaluations, log the due ones; returns how many
     were logged. ``logger(tracking_uri, record)`` returns the MLflow run id."""
-    with factory() as session:
+    with unit_of_work(factory, write=False) as session:
         ready = _ready(session, _BATCH)
     for evaluation_id in ready:
         try:
@@ -180,7 +180,7 @@ def sync_once(factory: sessionmaker[Session], settings: Settings, logger: Logger
                 session.add(MlflowRun(evaluation_id=evaluation_id))
         except IntegrityError:
             pass  # another process queued it
-    with factory() as session:
+    with unit_of_work(factory, write=False) as session:
         due = list(
             session.scalars(
                 select(MlflowRun.id)
@@ -194,7 +194,7 @@ def sync_once(factory: sessionmaker[Session], settings: Settings, logger: Logger
     for row_id in due:
         if not _claim(factory, row_id, timedelta(minutes=10)):
             continue
-        with factory() as session:
+        with unit_of_work(factory, write=False) as session:
             row = session.get_one(MlflowRun, row_id)
             record = run_record(session, row.evaluation_id, settings.mlflow_experiment_prefix)
         try:

@@ -102,7 +102,7 @@ def _record(delivery: WebhookDelivery, entry: Attempt, settings: Settings) -> No
 def deliver_due(factory: sessionmaker[Session], settings: Settings, client: httpx.Client) -> int:
     """One pass over the due deliveries; returns how many were attempted."""
     lease = timedelta(seconds=settings.webhook_timeout_seconds * 3)
-    with factory() as session:
+    with unit_of_work(factory, write=False) as session:
         due = list(
             session.scalars(
                 select(WebhookDelivery.id)
@@ -118,7 +118,8 @@ def deliver_due(factory: sessionmaker[Session], settings: Settings, client: http
         with unit_of_work(factory) as session:
             if not _claim(session, delivery_id, lease):
                 continue  # another sender took it
-        with factory() as session:  # read, then post with no transaction open
+        # read, then post with no transaction open
+        with unit_of_work(factory, write=False) as session:
             delivery = session.get_one(WebhookDelivery, delivery_id)
             hook = session.get_one(Webhook, delivery.webhook_id)
             url, secret = hook.url, hook.secret
