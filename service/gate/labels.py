@@ -5,14 +5,17 @@ Never from the learning rate itself. In this order of precedence:
 1. ``collapse`` - degenerate output: a collapse threshold rule (empty outputs, repetition)
    failed, or the raw signals are extreme (>= 50 % empty outputs, mean repetition >= 0.5).
    A perplexity blow-up counts toward collapse only *together with* degenerate output.
-2. ``forgetting`` - an out-of-domain rule regressed (it failed, or it is an inconclusive
-   failure whose point estimate is already past the tolerance), **with or without** an
+2. ``forgetting`` - an out-of-domain rule regressed (it failed, or it is inconclusive
+   while its point estimate is already past the tolerance - whether the policy lets an
+   inconclusive rule pass or fail, and whether Holm's correction made it inconclusive, is
+   the gate's business, not the label's), **with or without** an
    in-domain lift (the reason says which); or held-out perplexity blew up
    (> ``PERPLEXITY_BLOWUP`` x the allowed ratio) while the answers stay fluent: the model
    no longer predicts general text it used to.
 3. ``underfit`` - no significant in-domain lift (the lower one-sided bound is not above 0).
 4. ``good`` - otherwise. A ``good`` candidate that the gate failed carries the failing rule
-   in its reason: the label describes the training, the verdict is the gate's.
+   in its reason, and one with a significant out-of-domain loss inside the tolerance says so
+   (it is never recommended): the label describes the training, the verdict is the gate's.
 """
 
 from __future__ import annotations
@@ -99,12 +102,12 @@ def is_out_of_domain_rule(rule: RuleResult) -> bool:
 
 
 def regressed(rule: RuleResult) -> bool:
-    """An out-of-domain rule that failed, or failed as inconclusive while its point
+    """An out-of-domain rule that failed, or is inconclusive (either way) while its point
     estimate is already past the tolerance (the data lean to forgetting, n is short)."""
     if rule.verdict == "fail":
         return True
     return (
-        rule.verdict == "inconclusive_fail"
+        rule.verdict in ("inconclusive_fail", "inconclusive_pass")
         and rule.effect is not None
         and rule.tolerance is not None
         and rule.effect < -rule.tolerance
@@ -150,6 +153,15 @@ def _lift_text(lift: PairedResult | None) -> str:
     return f"{kind} in-domain lift {lift.effect:+.4g}{interval}"
 
 
+def _change_text(rule: RuleResult) -> str:
+    interval = (
+        f" [{rule.ci_low:.4g}, {rule.ci_high:.4g}]"
+        if rule.ci_low is not None and rule.ci_high is not None
+        else ""
+    )
+    return f"change {rule.effect:+.4g}{interval}" if rule.effect is not None else "no change"
+
+
 def classify_candidate(
     decision: Decision, lift: PairedResult | None, signals: CollapseSignals | None = None
 ) -> CandidateLabel:
@@ -173,14 +185,21 @@ def classify_candidate(
         return CandidateLabel("forgetting", f"{blowup} while the outputs stay fluent ({lift_text})")
     if lift is None or not lift.significant_improvement:
         return CandidateLabel("underfit", lift_text)
+    loss = significant_ood_regression(decision)
+    ood_text = (
+        "no out-of-domain regression"
+        if loss is None
+        else f"a significant out-of-domain loss within the tolerance on {loss.rule_id} "
+        f"({_change_text(loss)})"
+    )
     failed = [r for r in decision.rules if r.verdict in FAILING]
     if decision.verdict == "fail" and failed:
         return CandidateLabel(
             "good",
-            f"{lift_text}, no out-of-domain regression; the gate failed on "
+            f"{lift_text}, {ood_text}; the gate failed on "
             f"{failed[0].rule_id}: {failed[0].message}",
         )
-    return CandidateLabel("good", f"{lift_text}, no out-of-domain regression")
+    return CandidateLabel("good", f"{lift_text}, {ood_text}")
 
 
 def label_candidate(

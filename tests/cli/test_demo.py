@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import sqlite3
 from pathlib import Path
 
@@ -18,11 +19,20 @@ def test_demo_quick_runs_the_whole_loop(tmp_path: Path) -> None:
     out = tmp_path / "demo"
     env = {"HF_HUB_OFFLINE": "1", "PATH": "/usr/bin:/bin", "HOME": str(Path.home())}
     env["COLUMNS"] = "160"
+    if "PYTHONPATH" in os.environ:  # a checkout other than the installed one under test
+        env["PYTHONPATH"] = os.environ["PYTHONPATH"]
     result = run_cli("demo", "--quick", "--out", str(out), env=env, timeout=1200)
     assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
     text = result.stdout
     assert "sweep nimbus-support/demo-sweep" in text
-    assert "recommended learning rate" in text or "no recommended rate" in text
+    # 16 steps at 1e-4 teach nothing measurable; at 1e-3 the adapter learns the tickets
+    # (significant token-F1 lift) and loses general knowledge: the gold continuations'
+    # NLL rises past the tolerance - Holm's correction leaves the gate inconclusive, the
+    # label still says what the training did, and no rate is recommended
+    assert "lr 0.0001 (underfit): no significant in-domain lift" in text
+    assert "lr 0.001 (forgetting): no_regression:target_nll:out" in text
+    assert "significant in-domain lift +" in text.split("lr 0.001 (forgetting)")[1]
+    assert "no recommended rate" in text
     chart = out / "sweep.png"
     assert chart.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     assert f"chart: {chart}" in text

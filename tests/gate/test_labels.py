@@ -100,18 +100,34 @@ def test_out_of_domain_regression_without_lift_is_forgetting_too() -> None:
     assert classify_candidate(_decision(OOD_LOST), None).label == "forgetting"
 
 
+@pytest.mark.parametrize("verdict", ["inconclusive_fail", "inconclusive_pass"])
 @pytest.mark.parametrize(("effect", "label"), [(-0.08, "forgetting"), (-0.02, "good")])
 def test_inconclusive_failure_is_forgetting_only_past_the_tolerance(
-    effect: float, label: str
+    effect: float, label: str, verdict: str
 ) -> None:
+    # inconclusive_pass: a no_regression rule (or a fail that Holm's correction made
+    # inconclusive) - the policy's choice at the gate, not evidence about the training
     rule = _rule(
         "out_of_domain_delta:relevance_reference:out",
-        "inconclusive_fail",
+        verdict,
         effect=effect,
         ci_low=effect - 0.05,
         ci_high=effect + 0.05,
     )
     assert classify_candidate(_decision(rule), LIFT).label == label
+
+
+def test_a_good_candidate_with_a_significant_loss_inside_the_tolerance_says_so() -> None:
+    small_loss = _rule(
+        "no_regression:target_nll:out", "pass", effect=-0.04, ci_low=-0.07, ci_high=-0.01
+    )
+    labelled = classify_candidate(_decision(small_loss), LIFT)
+    assert labelled.label == "good"
+    assert "no out-of-domain regression" not in labelled.reason
+    assert (
+        "a significant out-of-domain loss within the tolerance on no_regression:target_nll:out "
+        "(change -0.04 [-0.07, -0.01])" in labelled.reason
+    )
 
 
 def test_a_skipped_secondary_rule_does_not_label() -> None:
