@@ -196,8 +196,7 @@ def classify_candidate(
     if decision.verdict == "fail" and failed:
         return CandidateLabel(
             "good",
-            f"{lift_text}, {ood_text}; the gate failed on "
-            f"{failed[0].rule_id}: {failed[0].message}",
+            f"{lift_text}, {ood_text}; the gate failed on {failed[0].rule_id}: {failed[0].message}",
         )
     return CandidateLabel("good", f"{lift_text}, {ood_text}")
 
