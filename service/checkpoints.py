@@ -21,6 +21,7 @@ import os
 import stat
 from collections.abc import Collection, Iterator, Mapping, Sequence
 from dataclasses import dataclass
+from functools import lru_cache
 from pathlib import Path
 from typing import Literal
 
@@ -78,9 +79,22 @@ class CheckpointInfo:
 
 
 def sha256_file(path: Path, chunk_size: int = 1024 * 1024) -> str:
-    """The hex sha256 of a file, read in chunks (never whole into memory)."""
+    """The hex sha256 of a file, read in chunks (never whole into memory).
+
+    Memoised per process by the file's identity and version (device, inode, size, mtime and
+    ctime, which no user can set back): a base model's hundreds of MB are read once per
+    process, not again at every load and every job's checks.
+    """
+    st = path.stat()
+    key = (st.st_dev, st.st_ino, st.st_size, st.st_mtime_ns, st.st_ctime_ns)
+    return _sha256_of(str(path), key, chunk_size)
+
+
+@lru_cache(maxsize=4096)
+def _sha256_of(path: str, version: tuple[int, ...], chunk_size: int) -> str:
+    del version  # part of the memo's key only
     h = hashlib.sha256()
-    with path.open("rb") as fh:
+    with open(path, "rb") as fh:
         while chunk := fh.read(chunk_size):
             h.update(chunk)
     return h.hexdigest()

@@ -40,7 +40,7 @@ from service.engine.builtin import BUILTIN_HUB_NAMES, BUILTIN_MODELS, ensure_bui
 from service.engine.generation import encode_prompts, generate
 from service.engine.loading import LoadedModel, ModelPool
 from service.engine.loglikelihood import is_loglikelihood_record, score_records
-from service.engine.probe import assert_adapter_changes_model
+from service.engine.probe import BaseLogits, assert_adapter_changes_model
 from service.engine.provenance import folder_weight_digests, library_versions
 from service.engine.scoring import EvaluatorSet, ScoreValue, checked
 from service.errors import EvaluationCancelled, ModelLoadError, TunegateError
@@ -222,11 +222,17 @@ def _run(evaluation_id: int, ctx: WorkerContext, heartbeat: lease.Heartbeat) -> 
     return finish_scores(prepared, ctx, generated)
 
 
-def probe_adapter(prepared: Prepared, loaded: LoadedModel, ctx: WorkerContext) -> None:
-    """The adapter-applied probe (a LoRA only), recorded in the provenance before any row."""
+def probe_adapter(
+    prepared: Prepared,
+    loaded: LoadedModel,
+    ctx: WorkerContext,
+    base_logits: BaseLogits | None = None,
+) -> None:
+    """The adapter-applied probe (a LoRA only), recorded in the provenance before any row
+    (``base_logits``: the base's side, shared by the adapters of a group)."""
     if prepared.adapter_dir is None:
         return
-    probe = assert_adapter_changes_model(loaded)
+    probe = assert_adapter_changes_model(loaded, base_logits=base_logits)
     prepared.provenance["adapter_probe"] = {
         "max_abs_delta": probe.max_abs_delta,
         "mean_abs_delta": probe.mean_abs_delta,

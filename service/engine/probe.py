@@ -9,7 +9,7 @@ adapter active and with it disabled and require the logits to differ.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import MutableMapping, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
@@ -44,12 +44,22 @@ def _logits(model: CausalLM, batch: dict[str, torch.Tensor]) -> torch.Tensor:
     return model(**batch).logits.float()
 
 
+#: The base's logits on a probe batch, by (base folder, probe texts): the adapters of one
+#: base (a sweep's group) share them, computed once (the same pass, the same numbers).
+BaseLogits = MutableMapping[tuple[str, tuple[str, ...]], torch.Tensor]
+
+
 def measure_adapter_delta(
-    loaded: LoadedModel, probe_texts: Sequence[str] = PROBE_TEXTS
+    loaded: LoadedModel,
+    probe_texts: Sequence[str] = PROBE_TEXTS,
+    *,
+    base_logits: BaseLogits | None = None,
 ) -> ProbeResult:
     """Logit difference between ``loaded`` (adapter active) and the same model with it disabled.
 
-    Raises ``AdapterNotApplied`` when ``loaded`` carries no active adapter at all.
+    ``base_logits``: a memo of the disabled model's logits, for several adapters of one
+    base loaded in one pool (keep it no longer than that). Raises ``AdapterNotApplied``
+    when ``loaded`` carries no active adapter at all.
     """
     model, tokenizer = loaded.model, loaded.tokenizer
     if loaded.adapter_name is None or not hasattr(model, "disable_adapter"):
@@ -59,10 +69,15 @@ def measure_adapter_delta(
         raise AdapterNotApplied(f"adapter {loaded.adapter_name!r} is not active ({active!r} is)")
     encoded = tokenizer(list(probe_texts), return_tensors="pt", padding=True)
     batch = {k: v.to(loaded.device) for k, v in encoded.items()}
+    key = (str(loaded.base_dir), tuple(probe_texts))
     with torch.inference_mode():
         with_adapter = _logits(model, batch)
-        with model.disable_adapter():
-            without = _logits(model, batch)
+        without = base_logits.get(key) if base_logits is not None else None
+        if without is None:
+            with model.disable_adapter():
+                without = _logits(model, batch)
+            if base_logits is not None:
+                base_logits[key] = without
     mask = batch["attention_mask"].bool()
     delta = (with_adapter - without).abs()[mask]
     return ProbeResult(
@@ -77,6 +92,7 @@ def assert_adapter_changes_model(
     probe_texts: Sequence[str] = PROBE_TEXTS,
     *,
     epsilon: float = DEFAULT_EPSILON,
+    base_logits: BaseLogits | None = None,
 ) -> ProbeResult:
     """Require the active adapter to move the logits by more than ``epsilon``.
 
@@ -84,7 +100,7 @@ def assert_adapter_changes_model(
     ``AdapterNotApplied`` with them when the adapter changes nothing (or the
     difference is NaN).
     """
-    result = measure_adapter_delta(loaded, probe_texts)
+    result = measure_adapter_delta(loaded, probe_texts, base_logits=base_logits)
     if not result.max_abs_delta > epsilon:  # NaN fails too
         raise AdapterNotApplied(
             f"adapter {loaded.adapter_name!r} does not change the model: max |Δlogit| = "

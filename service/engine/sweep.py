@@ -48,6 +48,7 @@ from service.engine.job import (
 )
 from service.engine.loading import LoadedModel
 from service.engine.loglikelihood import is_loglikelihood_record
+from service.engine.probe import BaseLogits
 from service.errors import EvaluationCancelled
 from service.lifecycle import FAILED, EvaluationStatus
 from service.queries.results import done_keys
@@ -257,13 +258,15 @@ def _run_members(members: list[_Member], ctx: WorkerContext) -> None:
             member.fail(exc)
     active = [m for m in members if m.open and m.prepared is not None and m.prepared.needs_model]
     pool = ctx.model_pool()
-    # each adapter's probe under that adapter alone, as a single run does
+    # each adapter's probe under that adapter alone, as a single run does (the base's
+    # logits, the same for every adapter, computed once)
+    base_logits: BaseLogits = {}
     for member in active:
         prepared = member.prepared
         assert prepared is not None
         try:
             with pool.acquire(prepared.model_dir, adapter_dir=prepared.adapter_dir) as loaded:
-                probe_adapter(prepared, loaded, ctx)
+                probe_adapter(prepared, loaded, ctx, base_logits)
         except Exception as exc:
             member.fail(exc)
     active = [m for m in active if m.open]

@@ -212,6 +212,9 @@ def run_worker(*, loglevel: str = "info", queue: str | None = None) -> int:
         settings.sqlalchemy_url.split("@")[-1],
     )
     recovery.start()
+    from service.engine.warmup import start_warm_up
+
+    start_warm_up()
     try:
         # app.start, unlike app.worker_main, returns the worker's exit code
         code = app.start(

@@ -20,6 +20,7 @@ from service.db.session import unit_of_work
 from service.engine.job import WorkerContext
 from service.engine.lease import claimable
 from service.engine.sweep import gather_delay, groups, run_group
+from service.engine.warmup import start_warm_up
 from service.settings import Settings
 
 log = logging.getLogger("tunegate.worker")
@@ -53,6 +54,7 @@ class InProcessWorker:
 
     def start(self) -> None:
         if self._thread is None:
+            start_warm_up()
             self._thread = threading.Thread(target=self._loop, name="tunegate-worker", daemon=True)
             self._thread.start()
 

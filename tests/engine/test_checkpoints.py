@@ -248,3 +248,19 @@ def test_base_name_check_is_strict_for_hub_ids_and_lenient_for_paths(
         else:
             with pytest.raises(CheckpointRejected, match=r"Llama-3\.1-8B"):
                 check_adapter_matches_base(info, shapes, base_names=names)
+
+
+def test_memoised_digest_follows_a_rewrite_that_keeps_size_and_mtime(tmp_path: Path) -> None:
+    import hashlib
+    import time
+
+    path = tmp_path / "weights.safetensors"
+    path.write_bytes(b"a" * 1000)
+    first = sha256_file(path)
+    assert sha256_file(path) == first == hashlib.sha256(b"a" * 1000).hexdigest()
+    stat = path.stat()
+    time.sleep(0.01)
+    path.write_bytes(b"b" * 1000)  # same size ...
+    os.utime(path, ns=(stat.st_atime_ns, stat.st_mtime_ns))  # ... and the old mtime put back
+    assert path.stat().st_mtime_ns == stat.st_mtime_ns
+    assert sha256_file(path) == hashlib.sha256(b"b" * 1000).hexdigest()

@@ -7,7 +7,11 @@ from pathlib import Path
 import pytest
 
 from service.engine.loading import ModelPool
-from service.engine.probe import assert_adapter_changes_model, measure_adapter_delta
+from service.engine.probe import (
+    BaseLogits,
+    assert_adapter_changes_model,
+    measure_adapter_delta,
+)
 from service.errors import AdapterNotApplied
 
 
@@ -18,6 +22,26 @@ def test_trained_adapter_passes(tiny_base: Path, adapter_a: Path) -> None:
     assert result.max_abs_delta > 1e-3
     assert 0 < result.mean_abs_delta <= result.max_abs_delta
     assert result.n_tokens > 10
+
+
+def test_adapters_of_one_base_share_its_probe_logits(
+    tiny_base: Path, adapter_a: Path, adapter_b: Path
+) -> None:
+    pool = ModelPool(device="cpu")
+    memo: BaseLogits = {}
+    calls: list[int] = []
+    for adapter, passes in ((adapter_a, 2), (adapter_b, 1)):  # the base's pass only once
+        with pool.acquire(tiny_base, adapter) as loaded:
+            alone = measure_adapter_delta(loaded)
+            calls.clear()
+            handle = loaded.model.register_forward_hook(lambda *_: calls.append(1))
+            try:
+                shared = measure_adapter_delta(loaded, base_logits=memo)
+            finally:
+                handle.remove()
+        assert shared == alone  # the same numbers as a probe of its own
+        assert len(calls) == passes
+    assert len(memo) == 1
 
 
 def test_fresh_adapter_is_caught(tiny_base: Path, fresh_adapter: Path) -> None:
