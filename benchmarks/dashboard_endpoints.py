@@ -168,12 +168,12 @@ def run(
 
 def explain(engine: object, decision_id: int) -> None:
     from service.db.models import GateDecision
-    from service.diffs import DiffFilters, _Pairs
+    from service.diffs import DiffFilters, Pairs
 
     sessionmaker = make_sessionmaker(engine)  # type: ignore[arg-type]
     with unit_of_work(sessionmaker) as session:
         decision = session.get_one(GateDecision, decision_id)
-        pairs = _Pairs(session, decision, DiffFilters())
+        pairs = Pairs(decision, DiffFilters())
         query = pairs.select(pairs.cand.example_key, pairs.delta).order_by(pairs.delta).limit(50)
         compiled = query.compile(session.get_bind(), compile_kwargs={"literal_binds": True})
         plan = session.execute(text(f"EXPLAIN ANALYZE {compiled}")).scalars().all()

@@ -16,7 +16,7 @@ from pydantic import TypeAdapter
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
-from service import diffs, webhooks
+from service import diffs, slices, webhooks
 from service.db.models import Candidate, Evaluation, Family, GateDecision
 from service.errors import DecisionNotFound, EvaluationNotFinished, EvaluationNotFound
 from service.families import current_policy, policy_of
@@ -130,10 +130,12 @@ def decide_evaluation(session: Session, evaluation: Evaluation) -> GateDecision:
     row.sweep_measures = measure(
         scores[evaluation.id], scores[baseline.id], policy, decision
     ).to_dict()
-    row.slice_summary = diffs.compute_slice_summary(session, row, None, None).to_dict()
+    row.slice_summary = slices.compute_slice_summary(session, row, None, None).to_dict()
     try:
         with session.begin_nested():
             session.add(row)
+            session.flush()
+            row.n_pairs = diffs.store_pairs(session, row)
             session.flush()
     except IntegrityError:  # another worker stored the same decision first
         found = decision_queries.find_decision(session, evaluation.id, baseline.id, policy_row.id)

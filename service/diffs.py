@@ -4,33 +4,41 @@ Both read the two evaluations' stored scores in SQL: the candidate's and the bas
 score of the same example and metric are paired by a join on the unique
 ``(evaluation_id, example_key, metric)`` index, the oriented change is computed in the
 query (negated for lower-is-better metrics, so negative always means worse), and the
-database sorts and pages. Only the page's outputs are read back, never a whole evaluation.
+database sorts and pages. Only the page's examples and outputs are read back, in the
+same statement, never a whole evaluation.
 """
 
 from __future__ import annotations
 
-from collections.abc import Mapping
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 from typing import Any
 
-import numpy as np
-from sqlalchemy import ColumnElement, Select, and_, case, func, select
+from sqlalchemy import (
+    ColumnElement,
+    Integer,
+    Select,
+    Subquery,
+    and_,
+    case,
+    func,
+    insert,
+    literal,
+    select,
+)
 from sqlalchemy.orm import Session, aliased
 
-from service.db.models import DatasetExample, Evaluation, GateDecision, GatePolicy
+from service.db.models import (
+    DatasetExample,
+    DecisionPair,
+    Evaluation,
+    ExampleResult,
+    GateDecision,
+)
 from service.db.models import Score as ScoreRow
 from service.errors import InvalidRequest
-from service.families import policy_of
-from service.gate.stats import mean_ci
-from service.jsontypes import JSONObject
 from service.metric_kinds import metric_directions
-from service.queries.examples import examples_by_key
-from service.queries.results import outputs_by_evaluation
-from service.remembered import Remembered, decision_key
 
 MAX_PAGE = 500
-COMPARATIVE_KINDS = ("min_improvement", "no_regression", "out_of_domain_delta")
-"""Rule kinds judged on per-example paired differences (the ones a slice summary explains)."""
 
 
 @dataclass(frozen=True)
@@ -63,45 +71,6 @@ class ExampleDiff:
     """Oriented: candidate − baseline, negated for lower-is-better metrics (negative = worse)."""
 
 
-@dataclass(frozen=True)
-class CohortSlice:
-    """One cohort's paired changes on one metric."""
-
-    cohort: str | None
-    n: int
-    mean_change: float | None
-    """Mean oriented change (negative = worse)."""
-    ci_low: float | None
-    ci_high: float | None
-    """Percentile-bootstrap interval of ``mean_change`` at the policy's paired coverage."""
-    n_regressed: int
-    """Examples whose oriented change is below zero."""
-    regressed_share: float
-
-
-@dataclass(frozen=True)
-class SliceSummary:
-    metric: str
-    domain: str | None
-    confidence: float
-    slices: list[CohortSlice]
-    """Worst cohort (lowest mean change) first."""
-
-    def to_dict(self) -> JSONObject:
-        """JSON-serialisable form (what a decision row stores)."""
-        return asdict(self)
-
-    @classmethod
-    def from_dict(cls, data: Mapping[str, Any]) -> SliceSummary:
-        """The stored form back."""
-        return cls(
-            metric=data["metric"],
-            domain=data["domain"],
-            confidence=data["confidence"],
-            slices=[CohortSlice(**s) for s in data["slices"]],
-        )
-
-
 def _oriented_delta(cand: Any, base: Any) -> ColumnElement[float]:
     lower = sorted(m for m, higher in metric_directions().items() if not higher)
     raw = cand.value - base.value
@@ -110,20 +79,22 @@ def _oriented_delta(cand: Any, base: Any) -> ColumnElement[float]:
     return case((cand.metric.in_(lower), base.value - cand.value), else_=raw)
 
 
-class _Pairs:
-    """The aliased tables of one paired-scores query."""
+class Pairs:
+    """The pairing join of a decision's two evaluations' scores, as a statement builder:
+    ``select(columns)`` selects over it with the filters applied."""
 
-    def __init__(self, session: Session, decision: GateDecision, filters: DiffFilters) -> None:
+    def __init__(self, decision: GateDecision, filters: DiffFilters) -> None:
         self.cand = aliased(ScoreRow, name="cand")
         self.base = aliased(ScoreRow, name="base")
         self.delta = _oriented_delta(self.cand, self.base).label("delta")
         self.decision = decision
         self.filters = filters
-        self.dataset_version_id: int = session.scalars(
-            select(Evaluation.dataset_version_id).where(
-                Evaluation.id == decision.candidate_evaluation_id
-            )
-        ).one()
+        # the candidate evaluation's dataset version, inside the statement (no round trip)
+        self.dataset_version_id = (
+            select(Evaluation.dataset_version_id)
+            .where(Evaluation.id == decision.candidate_evaluation_id)
+            .scalar_subquery()
+        )
 
     def select(self, *columns: Any) -> Select[Any]:
         cand, base, f = self.cand, self.base, self.filters
@@ -156,6 +127,87 @@ class _Pairs:
         return query
 
 
+def store_pairs(session: Session, decision: GateDecision) -> int:
+    """Store a flushed decision's paired scores with their oriented change (one INSERT …
+    SELECT of the pairing join), so its diffs page off an index; returns how many."""
+    pairs = Pairs(decision, DiffFilters())
+    cand, base = pairs.cand, pairs.base
+    stored = session.execute(
+        insert(DecisionPair).from_select(
+            [
+                "decision_id",
+                "metric",
+                "example_key",
+                "delta",
+                "candidate_value",
+                "baseline_value",
+                "domain",
+                "cohort",
+            ],
+            pairs.select(
+                literal(decision.id, Integer),
+                cand.metric,
+                cand.example_key,
+                pairs.delta,
+                cand.value,
+                base.value,
+                DatasetExample.domain,
+                DatasetExample.cohort,
+            ),
+        ),
+        execution_options={"preserve_rowcount": True},
+    )
+    return int(stored.rowcount)  # type: ignore[attr-defined]
+
+
+def _ranked(
+    decision: GateDecision, filters: DiffFilters, offset: int, limit: int
+) -> tuple[Subquery, Select[Any]]:
+    """One page of the decision's pairs, most regressed first, with the total (a window
+    count, or the stored one), and the statement that counts them past the last page.
+
+    Read from ``decision_pairs`` when the decision stored them (an index range in
+    order), else joined from both evaluations' scores and sorted.
+    """
+    if decision.n_pairs is None:
+        pairs = Pairs(decision, filters)
+        cand, base = pairs.cand, pairs.base
+        joined = pairs.select(
+            cand.example_key.label("key"),
+            cand.metric.label("metric"),
+            cand.value.label("cand_value"),
+            base.value.label("base_value"),
+            pairs.delta,
+            func.count().over().label("total"),
+        ).order_by(pairs.delta, cand.metric, cand.example_key)
+        ranked = joined.offset(offset).limit(limit).subquery("ranked")
+        return ranked, pairs.select(func.count())
+    p = DecisionPair
+    where = [p.decision_id == decision.id]
+    if filters.metric is not None:
+        where.append(p.metric == filters.metric)
+    if filters.domain is not None:
+        where.append(p.domain == filters.domain)
+    if filters.cohort is not None:
+        where.append(p.cohort == filters.cohort)
+    filtered = len(where) > 1
+    total = func.count().over() if filtered else literal(decision.n_pairs, Integer)
+    stored = (
+        select(
+            p.example_key.label("key"),
+            p.metric.label("metric"),
+            p.candidate_value.label("cand_value"),
+            p.baseline_value.label("base_value"),
+            p.delta.label("delta"),
+            total.label("total"),
+        )
+        .where(*where)
+        .order_by(p.delta, p.metric, p.example_key)
+    )
+    ranked = stored.offset(offset).limit(limit).subquery("ranked")
+    return ranked, select(func.count()).where(*where)
+
+
 def example_diffs(
     session: Session,
     decision: GateDecision,
@@ -166,126 +218,88 @@ def example_diffs(
 ) -> tuple[int, list[ExampleDiff]]:
     """Per-example paired changes, most regressed first; returns (total, page).
 
-    Raises ``InvalidRequest`` for a bad page or domain.
+    One statement: the pairs are ranked and paged, then only the page's examples and
+    outputs are joined. Raises ``InvalidRequest`` for a bad page or domain.
     """
     if not 1 <= limit <= MAX_PAGE or offset < 0:
         raise InvalidRequest(f"limit must be within 1..{MAX_PAGE} and offset ≥ 0")
-    pairs = _Pairs(session, decision, filters)
-    cand, base = pairs.cand, pairs.base
-    ranked = session.execute(
-        pairs.select(
-            cand.example_key,
-            cand.metric,
-            cand.value,
-            base.value,
-            pairs.delta,
-            func.count().over(),
+    ranked, count = _ranked(decision, filters, offset, limit)
+    version = (
+        select(Evaluation.dataset_version_id)
+        .where(Evaluation.id == decision.candidate_evaluation_id)
+        .scalar_subquery()
+    )
+    cand_out, base_out = aliased(ExampleResult, name="cand_out"), aliased(ExampleResult)
+    page = session.execute(
+        select(
+            ranked.c.key,
+            ranked.c.metric,
+            ranked.c.cand_value,
+            ranked.c.base_value,
+            ranked.c.delta,
+            ranked.c.total,
+            DatasetExample.domain,
+            DatasetExample.cohort,
+            DatasetExample.input,
+            DatasetExample.reference,
+            DatasetExample.context,
+            cand_out.output,
+            base_out.output,
         )
-        .order_by(pairs.delta, cand.metric, cand.example_key)
-        .offset(offset)
-        .limit(limit)
+        .select_from(ranked)
+        .join(
+            DatasetExample,
+            and_(
+                DatasetExample.dataset_version_id == version,
+                DatasetExample.example_key == ranked.c.key,
+            ),
+        )
+        .outerjoin(
+            cand_out,
+            and_(
+                cand_out.evaluation_id == decision.candidate_evaluation_id,
+                cand_out.example_key == ranked.c.key,
+            ),
+        )
+        .outerjoin(
+            base_out,
+            and_(
+                base_out.evaluation_id == decision.baseline_evaluation_id,
+                base_out.example_key == ranked.c.key,
+            ),
+        )
+        .order_by(ranked.c.delta, ranked.c.metric, ranked.c.key)
     ).all()
-    # the window count rides on the one join; past the last page it needs its own query
-    total = ranked[0][5] if ranked else session.scalar(pairs.select(func.count())) or 0
-    keys = [row[0] for row in ranked]
-    examples = examples_by_key(session, pairs.dataset_version_id, keys)
-    cand_id, base_id = decision.candidate_evaluation_id, decision.baseline_evaluation_id
-    outputs = outputs_by_evaluation(session, [cand_id, base_id], keys)
+    # the total rides on the page; past the last page it needs its own query
+    total = page[0].total if page else session.scalar(count) or 0
     return total, [
         ExampleDiff(
             example_id=key,
-            domain=examples[key].domain,
-            cohort=examples[key].cohort,
-            input=examples[key].input,
-            reference=examples[key].reference,
-            context=examples[key].context,
+            domain=domain,
+            cohort=cohort,
+            input=text,
+            reference=reference,
+            context=context,
             metric=metric,
-            baseline_output=outputs[base_id].get(key, ""),
-            candidate_output=outputs[cand_id].get(key, ""),
+            baseline_output=base_output or "",
+            candidate_output=cand_output or "",
             baseline_score=base_value,
             candidate_score=cand_value,
             delta=float(delta),
         )
-        for key, metric, cand_value, base_value, delta, _ in ranked
+        for (
+            key,
+            metric,
+            cand_value,
+            base_value,
+            delta,
+            _,
+            domain,
+            cohort,
+            text,
+            reference,
+            context,
+            cand_output,
+            base_output,
+        ) in page
     ]
-
-
-def default_metric(session: Session, decision: GateDecision) -> str | None:
-    """The metric a slice summary explains by default: the first comparative rule's metric
-    (a failed one first), else the first metric both evaluations scored."""
-    rules = [r for r in decision.rules if r.get("kind") in COMPARATIVE_KINDS]
-    failed = [r for r in rules if r.get("verdict") in ("fail", "inconclusive_fail")]
-    for rule in (*failed, *rules):
-        return str(rule["metric"])
-    pairs = _Pairs(session, decision, DiffFilters())
-    first: str | None = session.scalar(
-        pairs.select(pairs.cand.metric).order_by(pairs.cand.metric).limit(1)
-    )
-    return first
-
-
-def slice_summary(
-    session: Session, decision: GateDecision, metric: str | None, domain: str | None = None
-) -> SliceSummary:
-    """Per cohort: the mean paired change of ``metric`` with its interval and how many
-    examples regressed, worst cohort first. Raises ``InvalidRequest`` for a bad domain or
-    a metric the decision's evaluations did not both score.
-
-    The default summary (no domain, the default metric) is stored with the decision; any
-    other is computed on its first request and remembered.
-    """
-    stored = decision.slice_summary
-    if stored is not None and domain is None and metric in (None, stored.get("metric")):
-        return SliceSummary.from_dict(stored)
-    key = (decision_key(session, decision), metric, domain)
-    remembered = SLICES.get(key)
-    if remembered is None:
-        remembered = SLICES.put(key, compute_slice_summary(session, decision, metric, domain))
-    return remembered
-
-
-SLICES = Remembered[SliceSummary](1024)
-"""Slice summaries by (decision, metric, domain): a bootstrap per cohort to recompute."""
-
-
-def compute_slice_summary(
-    session: Session, decision: GateDecision, metric: str | None, domain: str | None
-) -> SliceSummary:
-    """:func:`slice_summary` computed from the stored scores (one query, a bootstrap per
-    cohort); ``decision`` need not be stored yet."""
-    chosen = metric or default_metric(session, decision)
-    policy = policy_of(session.get_one(GatePolicy, decision.policy_id))
-    confidence = 1.0 - 2.0 * policy.alpha
-    if chosen is None:
-        return SliceSummary("", domain, confidence, [])
-    pairs = _Pairs(session, decision, DiffFilters(chosen, domain))
-    rows = session.execute(
-        pairs.select(DatasetExample.cohort, pairs.delta).order_by(
-            DatasetExample.cohort, pairs.cand.example_key
-        )
-    ).all()
-    if metric is not None and not rows and domain is None:
-        raise InvalidRequest(f"metric {metric!r} was not scored in both evaluations")
-    by_cohort: dict[str | None, list[float]] = {}
-    for cohort, delta in rows:
-        by_cohort.setdefault(cohort, []).append(float(delta))
-    slices = []
-    for cohort, deltas in by_cohort.items():
-        values = np.asarray(deltas, dtype=np.float64)
-        ci = mean_ci(
-            values, alpha=2.0 * policy.alpha, n_resamples=policy.n_resamples, seed=policy.seed
-        )
-        regressed = int(np.count_nonzero(values < 0.0))
-        slices.append(
-            CohortSlice(
-                cohort=cohort,
-                n=int(values.size),
-                mean_change=ci.mean,
-                ci_low=ci.ci_low,
-                ci_high=ci.ci_high,
-                n_regressed=regressed,
-                regressed_share=regressed / values.size,
-            )
-        )
-    slices.sort(key=lambda s: (s.mean_change or 0.0, -s.n_regressed, s.cohort or ""))
-    return SliceSummary(chosen, domain, confidence, slices)

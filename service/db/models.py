@@ -282,8 +282,33 @@ class GateDecision(Base):
     """The sweep view's paired numbers (:class:`service.sweeps.SweepMeasures`), computed
     with the decision; null for a decision stored before they were."""
     slice_summary: Mapped[JSONObject | None] = mapped_column(default=None)
-    """The default slice summary (:class:`service.diffs.SliceSummary`), computed with the
+    """The default slice summary (:class:`service.slices.SliceSummary`), computed with the
     decision; null for a decision stored before it was."""
+    n_pairs: Mapped[int | None] = mapped_column(Integer, default=None)
+    """How many paired scores the decision stored in ``decision_pairs`` (its diffs); null
+    for a decision stored before they were (its diffs are then joined from the scores)."""
+
+
+class DecisionPair(Base):
+    """One paired score of a decision with its oriented change, stored with the decision so
+    that its diffs are paged straight off the ``(decision_id, delta, ...)`` index."""
+
+    __tablename__ = "decision_pairs"
+    __table_args__ = (
+        Index("ix_decision_pairs_ranked", "decision_id", "delta", "metric", "example_key"),
+    )
+
+    decision_id: Mapped[int] = mapped_column(
+        ForeignKey("gate_decisions.id", ondelete="CASCADE"), primary_key=True
+    )
+    metric: Mapped[str] = mapped_column(String(100), primary_key=True)
+    example_key: Mapped[str] = mapped_column(String(200), primary_key=True)
+    delta: Mapped[float] = mapped_column(Float)
+    """Oriented: candidate − baseline, negated for lower-is-better metrics."""
+    candidate_value: Mapped[float] = mapped_column(Float)
+    baseline_value: Mapped[float] = mapped_column(Float)
+    domain: Mapped[str] = mapped_column(String(3))
+    cohort: Mapped[str | None] = mapped_column(String(200), default=None)
 
 
 class Alias(Base):

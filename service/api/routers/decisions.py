@@ -17,7 +17,8 @@ from service.api.schemas.decisions import (
     ExampleDiffOut,
     SliceSummaryOut,
 )
-from service.diffs import MAX_PAGE, DiffFilters, example_diffs, slice_summary
+from service.diffs import MAX_PAGE, DiffFilters, example_diffs
+from service.slices import slice_summary
 
 router = APIRouter(prefix="/v1/decisions", tags=["decisions"], route_class=UnitOfWorkRoute)
 
