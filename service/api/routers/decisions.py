@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from dataclasses import asdict
 from typing import Literal
 
 from fastapi import APIRouter, Query
@@ -64,7 +63,7 @@ def diff(
         total=total,
         offset=offset,
         limit=limit,
-        items=[ExampleDiffOut(**asdict(r)) for r in rows],
+        items=[ExampleDiffOut(**vars(r)) for r in rows],  # flat: no deep copy
     )
 
 
@@ -87,5 +86,5 @@ def slices(
         metric=summary.metric,
         domain=summary.domain,
         confidence=summary.confidence,
-        slices=[CohortSliceOut(**asdict(s)) for s in summary.slices],
+        slices=[CohortSliceOut(**vars(s)) for s in summary.slices],
     )

@@ -75,7 +75,7 @@ class SweepRowOut(BaseModel):
     @classmethod
     def of(cls, candidate: SweepCandidate) -> Self:
         evaluation = candidate.evaluation
-        measured = asdict(candidate.row) if candidate.row is not None else {}
+        measured = vars(candidate.row) if candidate.row is not None else {}  # flat
         return cls.model_validate(
             {
                 **measured,
