@@ -173,8 +173,13 @@ def explain(engine: object, decision_id: int) -> None:
     sessionmaker = make_sessionmaker(engine)  # type: ignore[arg-type]
     with unit_of_work(sessionmaker) as session:
         decision = session.get_one(GateDecision, decision_id)
-        pairs = Pairs(decision, DiffFilters())
-        query = pairs.select(pairs.cand.example_key, pairs.delta).order_by(pairs.delta).limit(50)
+        pairs = Pairs(DiffFilters())
+        query = (
+            pairs.select(pairs.cand.example_key, pairs.delta)
+            .order_by(pairs.delta)
+            .limit(50)
+            .params(pairs.values(decision))
+        )
         compiled = query.compile(session.get_bind(), compile_kwargs={"literal_binds": True})
         plan = session.execute(text(f"EXPLAIN ANALYZE {compiled}")).scalars().all()
     print("\nplan of the diff query (first page):")

@@ -11,14 +11,15 @@ same statement, never a whole evaluation.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from functools import lru_cache
 from typing import Any
 
 from sqlalchemy import (
     ColumnElement,
     Integer,
     Select,
-    Subquery,
     and_,
+    bindparam,
     case,
     func,
     insert,
@@ -79,22 +80,37 @@ def _oriented_delta(cand: Any, base: Any) -> ColumnElement[float]:
     return case((cand.metric.in_(lower), base.value - cand.value), else_=raw)
 
 
+def pair_values(decision: GateDecision, filters: DiffFilters) -> dict[str, Any]:
+    """The bind parameters of :class:`Pairs` for this decision with these filters."""
+    shown = {"metric": filters.metric, "domain": filters.domain, "cohort": filters.cohort}
+    return {
+        "candidate_evaluation": decision.candidate_evaluation_id,
+        "baseline_evaluation": decision.baseline_evaluation_id,
+        **{name: value for name, value in shown.items() if value is not None},
+    }
+
+
 class Pairs:
     """The pairing join of a decision's two evaluations' scores, as a statement builder:
-    ``select(columns)`` selects over it with the filters applied."""
+    ``select(columns)`` selects over it with the filters applied. The evaluations and the
+    filter values are bind parameters (``values`` gives them), so a statement built once
+    serves every decision with filters of the same shape."""
 
-    def __init__(self, decision: GateDecision, filters: DiffFilters) -> None:
+    def __init__(self, filters: DiffFilters) -> None:
         self.cand = aliased(ScoreRow, name="cand")
         self.base = aliased(ScoreRow, name="base")
         self.delta = _oriented_delta(self.cand, self.base).label("delta")
-        self.decision = decision
         self.filters = filters
         # the candidate evaluation's dataset version, inside the statement (no round trip)
         self.dataset_version_id = (
             select(Evaluation.dataset_version_id)
-            .where(Evaluation.id == decision.candidate_evaluation_id)
+            .where(Evaluation.id == bindparam("candidate_evaluation"))
             .scalar_subquery()
         )
+
+    def values(self, decision: GateDecision) -> dict[str, Any]:
+        """The bind parameters of this decision with these filters."""
+        return pair_values(decision, self.filters)
 
     def select(self, *columns: Any) -> Select[Any]:
         cand, base, f = self.cand, self.base, self.filters
@@ -104,7 +120,7 @@ class Pairs:
             .join(
                 base,
                 and_(
-                    base.evaluation_id == self.decision.baseline_evaluation_id,
+                    base.evaluation_id == bindparam("baseline_evaluation"),
                     base.example_key == cand.example_key,
                     base.metric == cand.metric,
                 ),
@@ -116,21 +132,21 @@ class Pairs:
                     DatasetExample.example_key == cand.example_key,
                 ),
             )
-            .where(cand.evaluation_id == self.decision.candidate_evaluation_id)
+            .where(cand.evaluation_id == bindparam("candidate_evaluation"))
         )
         if f.metric is not None:
-            query = query.where(cand.metric == f.metric)
+            query = query.where(cand.metric == bindparam("metric"))
         if f.domain is not None:
-            query = query.where(DatasetExample.domain == f.domain)
+            query = query.where(DatasetExample.domain == bindparam("domain"))
         if f.cohort is not None:
-            query = query.where(DatasetExample.cohort == f.cohort)
+            query = query.where(DatasetExample.cohort == bindparam("cohort"))
         return query
 
 
 def store_pairs(session: Session, decision: GateDecision) -> int:
     """Store a flushed decision's paired scores with their oriented change (one INSERT …
     SELECT of the pairing join), so its diffs page off an index; returns how many."""
-    pairs = Pairs(decision, DiffFilters())
+    pairs = Pairs(DiffFilters())
     cand, base = pairs.cand, pairs.base
     stored = session.execute(
         insert(DecisionPair).from_select(
@@ -153,84 +169,80 @@ def store_pairs(session: Session, decision: GateDecision) -> int:
                 base.value,
                 DatasetExample.domain,
                 DatasetExample.cohort,
-            ),
+            ).params(pairs.values(decision)),
         ),
         execution_options={"preserve_rowcount": True},
     )
     return int(stored.rowcount)  # type: ignore[attr-defined]
 
 
-def _ranked(
-    decision: GateDecision, filters: DiffFilters, offset: int, limit: int
-) -> tuple[Subquery, Select[Any]]:
-    """One page of the decision's pairs, most regressed first, with the total (a window
-    count, or the stored one), and the statement that counts them past the last page.
+def _shape(filters: DiffFilters) -> DiffFilters:
+    """Filters with placeholder values: which filters apply, not what they say."""
+    return DiffFilters(
+        metric=None if filters.metric is None else "",
+        domain=None if filters.domain is None else "in",
+        cohort=None if filters.cohort is None else "",
+    )
+
+
+@lru_cache(maxsize=32)
+def _page_statements(stored: bool, shape: DiffFilters) -> tuple[Select[Any], Select[Any]]:
+    """A page of a decision's pairs, most regressed first, with its examples and outputs,
+    and the statement that counts the pairs past the last page; built once per shape
+    (their construction costs more than running them).
 
     Read from ``decision_pairs`` when the decision stored them (an index range in
-    order), else joined from both evaluations' scores and sorted.
+    order, the total stored with the decision unless filtered), else joined from both
+    evaluations' scores and sorted.
     """
-    if decision.n_pairs is None:
-        pairs = Pairs(decision, filters)
+    pairs = Pairs(shape)
+    if not stored:
         cand, base = pairs.cand, pairs.base
-        joined = pairs.select(
-            cand.example_key.label("key"),
-            cand.metric.label("metric"),
-            cand.value.label("cand_value"),
-            base.value.label("base_value"),
-            pairs.delta,
-            func.count().over().label("total"),
-        ).order_by(pairs.delta, cand.metric, cand.example_key)
-        ranked = joined.offset(offset).limit(limit).subquery("ranked")
-        return ranked, pairs.select(func.count())
-    p = DecisionPair
-    where = [p.decision_id == decision.id]
-    if filters.metric is not None:
-        where.append(p.metric == filters.metric)
-    if filters.domain is not None:
-        where.append(p.domain == filters.domain)
-    if filters.cohort is not None:
-        where.append(p.cohort == filters.cohort)
-    filtered = len(where) > 1
-    total = func.count().over() if filtered else literal(decision.n_pairs, Integer)
-    stored = (
-        select(
-            p.example_key.label("key"),
-            p.metric.label("metric"),
-            p.candidate_value.label("cand_value"),
-            p.baseline_value.label("base_value"),
-            p.delta.label("delta"),
-            total.label("total"),
+        ranked = (
+            pairs.select(
+                cand.example_key.label("key"),
+                cand.metric.label("metric"),
+                cand.value.label("cand_value"),
+                base.value.label("base_value"),
+                pairs.delta,
+                func.count().over().label("total"),
+            )
+            .order_by(pairs.delta, cand.metric, cand.example_key)
+            .offset(bindparam("offset", type_=Integer))
+            .limit(bindparam("limit", type_=Integer))
+            .subquery("ranked")
         )
-        .where(*where)
-        .order_by(p.delta, p.metric, p.example_key)
-    )
-    ranked = stored.offset(offset).limit(limit).subquery("ranked")
-    return ranked, select(func.count()).where(*where)
-
-
-def example_diffs(
-    session: Session,
-    decision: GateDecision,
-    filters: DiffFilters = DiffFilters(),
-    *,
-    offset: int = 0,
-    limit: int = 50,
-) -> tuple[int, list[ExampleDiff]]:
-    """Per-example paired changes, most regressed first; returns (total, page).
-
-    One statement: the pairs are ranked and paged, then only the page's examples and
-    outputs are joined. Raises ``InvalidRequest`` for a bad page or domain.
-    """
-    if not 1 <= limit <= MAX_PAGE or offset < 0:
-        raise InvalidRequest(f"limit must be within 1..{MAX_PAGE} and offset ≥ 0")
-    ranked, count = _ranked(decision, filters, offset, limit)
-    version = (
-        select(Evaluation.dataset_version_id)
-        .where(Evaluation.id == decision.candidate_evaluation_id)
-        .scalar_subquery()
-    )
+        count = pairs.select(func.count())
+    else:
+        p = DecisionPair
+        where = [p.decision_id == bindparam("decision")]
+        if shape.metric is not None:
+            where.append(p.metric == bindparam("metric"))
+        if shape.domain is not None:
+            where.append(p.domain == bindparam("domain"))
+        if shape.cohort is not None:
+            where.append(p.cohort == bindparam("cohort"))
+        filtered = len(where) > 1
+        ranked = (
+            select(
+                p.example_key.label("key"),
+                p.metric.label("metric"),
+                p.candidate_value.label("cand_value"),
+                p.baseline_value.label("base_value"),
+                p.delta.label("delta"),
+                (func.count().over() if filtered else bindparam("n_pairs", type_=Integer)).label(
+                    "total"
+                ),
+            )
+            .where(*where)
+            .order_by(p.delta, p.metric, p.example_key)
+            .offset(bindparam("offset", type_=Integer))
+            .limit(bindparam("limit", type_=Integer))
+            .subquery("ranked")
+        )
+        count = select(func.count()).where(*where)
     cand_out, base_out = aliased(ExampleResult, name="cand_out"), aliased(ExampleResult)
-    page = session.execute(
+    page = (
         select(
             ranked.c.key,
             ranked.c.metric,
@@ -250,28 +262,52 @@ def example_diffs(
         .join(
             DatasetExample,
             and_(
-                DatasetExample.dataset_version_id == version,
+                DatasetExample.dataset_version_id == pairs.dataset_version_id,
                 DatasetExample.example_key == ranked.c.key,
             ),
         )
         .outerjoin(
             cand_out,
             and_(
-                cand_out.evaluation_id == decision.candidate_evaluation_id,
+                cand_out.evaluation_id == bindparam("candidate_evaluation"),
                 cand_out.example_key == ranked.c.key,
             ),
         )
         .outerjoin(
             base_out,
             and_(
-                base_out.evaluation_id == decision.baseline_evaluation_id,
+                base_out.evaluation_id == bindparam("baseline_evaluation"),
                 base_out.example_key == ranked.c.key,
             ),
         )
         .order_by(ranked.c.delta, ranked.c.metric, ranked.c.key)
-    ).all()
+    )
+    return page, count
+
+
+def example_diffs(
+    session: Session,
+    decision: GateDecision,
+    filters: DiffFilters = DiffFilters(),
+    *,
+    offset: int = 0,
+    limit: int = 50,
+) -> tuple[int, list[ExampleDiff]]:
+    """Per-example paired changes, most regressed first; returns (total, page).
+
+    One statement: the pairs are ranked and paged, then only the page's examples and
+    outputs are joined. Raises ``InvalidRequest`` for a bad page or domain.
+    """
+    if not 1 <= limit <= MAX_PAGE or offset < 0:
+        raise InvalidRequest(f"limit must be within 1..{MAX_PAGE} and offset ≥ 0")
+    stored = decision.n_pairs is not None
+    page_statement, count = _page_statements(stored, _shape(filters))
+    values = pair_values(decision, filters)
+    if stored:
+        values |= {"decision": decision.id, "n_pairs": decision.n_pairs}
+    page = session.execute(page_statement, {**values, "offset": offset, "limit": limit}).all()
     # the total rides on the page; past the last page it needs its own query
-    total = page[0].total if page else session.scalar(count) or 0
+    total = page[0].total if page else session.scalar(count, values) or 0
     return total, [
         ExampleDiff(
             example_id=key,

@@ -73,9 +73,10 @@ def default_metric(session: Session, decision: GateDecision) -> str | None:
     failed = [r for r in rules if r.get("verdict") in ("fail", "inconclusive_fail")]
     for rule in (*failed, *rules):
         return str(rule["metric"])
-    pairs = Pairs(decision, DiffFilters())
+    pairs = Pairs(DiffFilters())
     first: str | None = session.scalar(
-        pairs.select(pairs.cand.metric).order_by(pairs.cand.metric).limit(1)
+        pairs.select(pairs.cand.metric).order_by(pairs.cand.metric).limit(1),
+        pairs.values(decision),
     )
     return first
 
@@ -114,11 +115,12 @@ def compute_slice_summary(
     confidence = 1.0 - 2.0 * policy.alpha
     if chosen is None:
         return SliceSummary("", domain, confidence, [])
-    pairs = Pairs(decision, DiffFilters(chosen, domain))
+    pairs = Pairs(DiffFilters(chosen, domain))
     rows = session.execute(
         pairs.select(DatasetExample.cohort, pairs.delta).order_by(
             DatasetExample.cohort, pairs.cand.example_key
-        )
+        ),
+        pairs.values(decision),
     ).all()
     if metric is not None and not rows and domain is None:
         raise InvalidRequest(f"metric {metric!r} was not scored in both evaluations")
