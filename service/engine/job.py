@@ -11,19 +11,14 @@ terminal status is set in a ``finally``.
 from __future__ import annotations
 
 import logging
-import os
-import socket
-import uuid
-from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from sqlalchemy.orm import Session, sessionmaker
+from sqlalchemy.orm import Session
 
 from evaluators import loglikelihood as loglikelihood_metrics
-from evaluators import perplexity, registry
-from evaluators.perplexity import rolling_perplexity
+from evaluators import registry
 from service import decisions
 from service.checkpoints import (
     check_adapter_matches_base,
@@ -35,14 +30,15 @@ from service.db.models import Evaluation
 from service.db.session import unit_of_work
 from service.engine import lease, reuse, storage
 from service.engine.aggregates import AggregateRow, ExampleScope, compute_aggregates
-from service.engine.batching import BatchSizer, loglik_token_budget
 from service.engine.builtin import BUILTIN_HUB_NAMES, BUILTIN_MODELS, ensure_builtin
+from service.engine.context import WorkerContext, check_continue
 from service.engine.generation import encode_prompts, generate
-from service.engine.loading import LoadedModel, ModelPool
-from service.engine.loglikelihood import is_loglikelihood_record, score_records
+from service.engine.loading import LoadedModel
+from service.engine.loglikelihood import is_loglikelihood_record
+from service.engine.model_passes import heldout_perplexity, score_by_likelihood
 from service.engine.probe import BaseLogits, assert_adapter_changes_model
 from service.engine.provenance import folder_weight_digests, library_versions
-from service.engine.scoring import EvaluatorSet, ScoreValue, checked
+from service.engine.scoring import EvaluatorSet
 from service.errors import EvaluationCancelled, ModelLoadError, TunegateError
 from service.lifecycle import CANCELLED, FAILED, SUCCEEDED, EvaluationStatus
 from service.queries.results import done_keys, scores_by_example
@@ -54,51 +50,6 @@ log = logging.getLogger("tunegate.job")
 #: Scores that come from the model's forward passes, not from output text: stored and
 #: reused with the outputs, never re-scored from them.
 MODEL_SCORERS = frozenset({loglikelihood_metrics.NAME})
-
-
-def default_worker_id() -> str:
-    return f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:6]}"
-
-
-@dataclass
-class WorkerContext:
-    """What a worker keeps between jobs: settings, the database, loaded models, scorers."""
-
-    settings: Settings
-    factory: sessionmaker[Session]
-    worker_id: str = field(default_factory=default_worker_id)
-    pool: ModelPool | None = None
-    evaluator_sets: dict[tuple[str, ...], EvaluatorSet] = field(default_factory=dict)
-    batcher: BatchSizer | None = None
-    forward_passes: int = 0
-    # Hooks inside each phase, for crash tests that SIGKILL a worker there:
-    # a chunk of outputs and scores committed: (evaluation_id, examples done)
-    after_chunk: Callable[[int, int], None] | None = None
-    # a chunk of scores of stored outputs committed: (evaluation_id, outputs scored)
-    after_score_chunk: Callable[[int, int], None] | None = None
-    # aggregates flushed in their unit of work, not yet committed: (evaluation_id, rows)
-    writing_aggregates: Callable[[int, int], None] | None = None
-
-    def model_pool(self) -> ModelPool:
-        if self.pool is None:
-            if self.settings.torch_threads:
-                import torch
-
-                torch.set_num_threads(self.settings.torch_threads)
-            self.pool = ModelPool(
-                max_bases=self.settings.max_base_models, device=self.settings.device
-            )
-        return self.pool
-
-    def batch_sizer(self) -> BatchSizer:
-        if self.batcher is None:
-            self.batcher = BatchSizer(cap=self.settings.batch_size)
-        return self.batcher
-
-    def evaluators(self, names: tuple[str, ...]) -> EvaluatorSet:
-        if names not in self.evaluator_sets:
-            self.evaluator_sets[names] = EvaluatorSet(names, self.settings)
-        return self.evaluator_sets[names]
 
 
 def resolve_base_model(name: str, settings: Settings) -> Path:
@@ -171,15 +122,6 @@ def _decide_due(session: Session, evaluation_id: int) -> None:
         log.exception("gate decision after evaluation %s failed", evaluation_id)
 
 
-def check_continue(ctx: WorkerContext, evaluation_id: int, heartbeat: lease.Heartbeat) -> None:
-    if heartbeat.lost.is_set():
-        raise EvaluationCancelled("lease lost to another worker; stopping")
-    with unit_of_work(ctx.factory, write=False) as session:
-        evaluation = session.get_one(Evaluation, evaluation_id)
-        if evaluation.cancel_requested:
-            raise EvaluationCancelled("cancelled on request")
-
-
 @dataclass
 class Prepared:
     """An evaluation ready for its model phase: what to load, what is already stored."""
@@ -246,9 +188,9 @@ def by_likelihood_and_perplexity(
     prepared: Prepared, loaded: LoadedModel, ctx: WorkerContext, heartbeat: lease.Heartbeat
 ) -> None:
     """The forward passes besides generation: log-likelihood records, held-out perplexity."""
-    _score_by_likelihood(prepared.spec, ctx, loaded, prepared.generation_config, heartbeat)
+    score_by_likelihood(prepared.spec, ctx, loaded, prepared.generation_config, heartbeat)
     if prepared.needs_perplexity:
-        prepared.model_rows = _perplexity(prepared.spec, loaded, ctx)
+        prepared.model_rows = heldout_perplexity(prepared.spec, loaded, ctx)
 
 
 def prepare(evaluation_id: int, ctx: WorkerContext) -> Prepared:
@@ -417,87 +359,3 @@ def _generate_and_score(
         if ctx.after_chunk is not None:
             ctx.after_chunk(spec.evaluation_id, n_done)
     return {e.id for e in todo}
-
-
-def _score_by_likelihood(
-    spec: storage.JobSpec,
-    ctx: WorkerContext,
-    loaded: LoadedModel,
-    generation_config: dict[str, Any],
-    heartbeat: lease.Heartbeat,
-) -> None:
-    """Multiple-choice and gold-continuation records: scored by log-likelihood, no generation,
-    in chunks written like generated ones (so progress, resume and the cache hold)."""
-    with unit_of_work(ctx.factory, write=False) as session:
-        done = done_keys(session, spec.evaluation_id)
-    todo = [e for e in spec.examples if e.id not in done and is_loglikelihood_record(e)]
-    chunk_size = ctx.settings.chunk_size
-    for start in range(0, len(todo), chunk_size):
-        check_continue(ctx, spec.evaluation_id, heartbeat)
-        chunk = todo[start : start + chunk_size]
-        records = score_records(
-            loaded,
-            chunk,
-            chat_template=generation_config["chat_template"],
-            system=generation_config.get("system"),
-            batch_size=ctx.batch_sizer().rows(loaded),
-        )
-        ctx.forward_passes += len(chunk)
-        scorer = loglikelihood_metrics.SCORER
-        rows = [
-            storage.ChunkRow(
-                e.id,
-                r.output,
-                r.n_prompt_tokens,
-                0,
-                {
-                    m: ScoreValue(v, scorer.name, scorer.version)
-                    for m, v in checked(scorer, r.scores, f"example {e.id!r}").items()
-                },
-            )
-            for e, r in zip(chunk, records, strict=True)
-        ]
-        with unit_of_work(ctx.factory) as session:
-            n_done = storage.write_chunk(session, spec.evaluation_id, rows)
-        if ctx.after_chunk is not None:
-            ctx.after_chunk(spec.evaluation_id, n_done)
-
-
-def _perplexity(
-    spec: storage.JobSpec, loaded: LoadedModel, ctx: WorkerContext
-) -> list[AggregateRow]:
-    if not spec.heldout:
-        return []
-    result = rolling_perplexity(
-        loaded.model,
-        loaded.tokenizer,
-        spec.heldout,
-        batch_size=ctx.batch_sizer().rows(loaded),
-        max_batch_tokens=loglik_token_budget(loaded),
-    )
-    ctx.forward_passes += 1
-    values = checked(
-        perplexity.SCORER,
-        {"perplexity_token": result.token_perplexity, "perplexity_word": result.word_perplexity},
-        "held-out texts",
-    )
-    return [
-        AggregateRow(
-            "perplexity_token",
-            "model",
-            "heldout",
-            result.n_tokens,
-            values["perplexity_token"],
-            None,
-            None,
-        ),
-        AggregateRow(
-            "perplexity_word",
-            "model",
-            "heldout",
-            result.n_words,
-            values["perplexity_word"],
-            None,
-            None,
-        ),
-    ]

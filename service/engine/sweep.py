@@ -33,12 +33,11 @@ from service.db.base import utcnow
 from service.db.models import Candidate, Evaluation
 from service.db.session import unit_of_work
 from service.engine import lease, storage
+from service.engine.context import WorkerContext, check_continue
 from service.engine.generation import encode_prompts, generate
 from service.engine.job import (
     Prepared,
-    WorkerContext,
     by_likelihood_and_perplexity,
-    check_continue,
     close,
     finish_scores,
     outcome,

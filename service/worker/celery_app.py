@@ -45,7 +45,7 @@ from service.settings import Settings, get_settings
 from service.worker.recovery import RecoveryLoop
 
 if TYPE_CHECKING:
-    from service.engine.job import WorkerContext
+    from service.engine.context import WorkerContext
 
 log = logging.getLogger("tunegate.worker")
 
@@ -116,7 +116,7 @@ class WorkerRuntime:
 
     def __init__(self, settings: Settings) -> None:
         # imported here: the job pulls in torch, which `tunegate --help` should not pay for
-        from service.engine.job import WorkerContext
+        from service.engine.context import WorkerContext
 
         self.settings = settings
         self.engine: Engine = make_engine(settings.sqlalchemy_url)

@@ -17,7 +17,7 @@ from sqlalchemy.orm import Session, sessionmaker
 from service.db.base import utcnow
 from service.db.models import Evaluation
 from service.db.session import unit_of_work
-from service.engine.job import WorkerContext
+from service.engine.context import WorkerContext
 from service.engine.lease import claimable
 from service.engine.sweep import gather_delay, groups, run_group
 from service.engine.warmup import start_warm_up

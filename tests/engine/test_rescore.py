@@ -14,8 +14,9 @@ from sqlalchemy import select
 from evaluators import registry
 from evaluators.embeddings import default_embedding_model_path
 from service.db.models import Score
+from service.engine.context import WorkerContext
 from service.engine.generation import generate
-from service.engine.job import WorkerContext, run_evaluation
+from service.engine.job import run_evaluation
 from service.engine.sweep import groups
 from service.worker.inprocess import InProcessWorker, runnable_ids
 from tests.forward_count import counting_forward_passes
