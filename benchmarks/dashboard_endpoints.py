@@ -11,7 +11,9 @@ times the endpoints through the real app (in-process ASGI, bearer token checked 
 every request): the sweep view (first request, then warm), a decision, the first page
 of its diffs, a filtered and a deep page, the slice summary and the decision timeline.
 Each endpoint is called ``--repeat`` times over varying decisions; p50 / p99 printed in
-ms. It also prints PostgreSQL's plan of the diff query, to show which indexes answer it.
+ms, with the CPU time this process (client and server) spent per request, which depends
+less on the machine's load than the latency does. It also prints PostgreSQL's plan of
+the diff page, to show which indexes answer it.
 Figures depend on the machine's load: run it on a quiet machine.
 """
 
@@ -61,10 +63,12 @@ def timed(client: TestClient, headers: dict[str, str], path: str) -> float:
 def measure(
     name: str, repeat: int, path_of: Callable[[int], str], client: TestClient, h: dict[str, str]
 ) -> None:
+    cpu = time.process_time()
     times = [timed(client, h, path_of(i)) for i in range(repeat)]
+    cpu_ms = (time.process_time() - cpu) * 1000 / repeat
     print(
         f"{name:<34} p50 {statistics.median(times):7.1f} ms   p99 {percentile(times, 0.99):7.1f} ms"
-        f"   (n={repeat})"
+        f"   (n={repeat}; {cpu_ms:.1f} ms CPU of this process per request)"
     )
 
 
@@ -126,7 +130,7 @@ def run(
     cold = [timed(client, h, f"/v1/sweeps/{family}/{sweep}") for sweep in sweeps]
     print(
         f"{'sweep view, first request':<34} p50 {statistics.median(cold):7.1f} ms   "
-        f"max {max(cold):7.1f} ms   (n={len(cold)}, one per sweep: numbers computed)"
+        f"max {max(cold):7.1f} ms   (n={len(cold)}, one per sweep)"
     )
     n = len(decisions)
     measure(
@@ -168,21 +172,22 @@ def run(
 
 def explain(engine: object, decision_id: int) -> None:
     from service.db.models import GateDecision
-    from service.diffs import DiffFilters, Pairs
+    from service.diffs import DiffFilters, page_statements, pair_values
 
     sessionmaker = make_sessionmaker(engine)  # type: ignore[arg-type]
     with unit_of_work(sessionmaker) as session:
         decision = session.get_one(GateDecision, decision_id)
-        pairs = Pairs(DiffFilters())
-        query = (
-            pairs.select(pairs.cand.example_key, pairs.delta)
-            .order_by(pairs.delta)
-            .limit(50)
-            .params(pairs.values(decision))
+        stored = decision.n_pairs is not None
+        statement = page_statements(stored, DiffFilters())[0].params(
+            pair_values(decision, DiffFilters()),
+            decision=decision.id,
+            n_pairs=decision.n_pairs,
+            offset=0,
+            limit=50,
         )
-        compiled = query.compile(session.get_bind(), compile_kwargs={"literal_binds": True})
+        compiled = statement.compile(session.get_bind(), compile_kwargs={"literal_binds": True})
         plan = session.execute(text(f"EXPLAIN ANALYZE {compiled}")).scalars().all()
-    print("\nplan of the diff query (first page):")
+    print("\nplan of the diff page (first 50, with examples and outputs):")
     for line in plan:
         print("  " + line)
 

@@ -186,7 +186,7 @@ def _shape(filters: DiffFilters) -> DiffFilters:
 
 
 @lru_cache(maxsize=32)
-def _page_statements(stored: bool, shape: DiffFilters) -> tuple[Select[Any], Select[Any]]:
+def page_statements(stored: bool, shape: DiffFilters) -> tuple[Select[Any], Select[Any]]:
     """A page of a decision's pairs, most regressed first, with its examples and outputs,
     and the statement that counts the pairs past the last page; built once per shape
     (their construction costs more than running them).
@@ -301,7 +301,7 @@ def example_diffs(
     if not 1 <= limit <= MAX_PAGE or offset < 0:
         raise InvalidRequest(f"limit must be within 1..{MAX_PAGE} and offset ≥ 0")
     stored = decision.n_pairs is not None
-    page_statement, count = _page_statements(stored, _shape(filters))
+    page_statement, count = page_statements(stored, _shape(filters))
     values = pair_values(decision, filters)
     if stored:
         values |= {"decision": decision.id, "n_pairs": decision.n_pairs}
