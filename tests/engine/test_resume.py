@@ -11,7 +11,7 @@ import os
 import signal
 import subprocess
 import sys
-import time
+import threading
 from collections.abc import Callable, Iterator
 from datetime import timedelta
 from pathlib import Path
@@ -154,33 +154,35 @@ def _env(settings: Settings, phase: str) -> dict[str, str]:
     return env
 
 
-def _kill_inside(settings: Settings, phase: str, evaluation_id: int) -> int:
+def _kill_inside(settings: Settings, phase: str, evaluation_id: int, log: Path) -> int:
     """Run a worker process until it reaches ``phase`` of ``evaluation_id``; SIGKILL it
-    there. Returns the count it printed (examples done, outputs scored, aggregates)."""
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "tests.engine.worker_process"],
-        cwd=ROOT,
-        env=_env(settings, phase),
-        stdout=subprocess.PIPE,
-        stderr=subprocess.DEVNULL,
-        text=True,
-    )
+    there (or after 240 s, whatever it is doing). Returns the count it printed (examples
+    done, outputs scored, aggregate rows)."""
+    with log.open("w") as stderr:
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "tests.engine.worker_process"],
+            cwd=ROOT,
+            env=_env(settings, phase),
+            stdout=subprocess.PIPE,
+            stderr=stderr,
+            text=True,
+        )
+    timer = threading.Timer(240, proc.kill)  # a worker that hangs never prints: end it
+    timer.start()
     reached: int | None = None
     try:
         assert proc.stdout is not None
-        deadline = time.monotonic() + 240
         for line in proc.stdout:
             if line.startswith(f"{phase} {evaluation_id} "):
                 reached = int(line.split()[2])
                 break
-            if time.monotonic() > deadline:
-                break
         proc.send_signal(signal.SIGKILL)
         proc.wait(timeout=10)
     finally:
+        timer.cancel()
         if proc.poll() is None:
             proc.kill()
-    assert reached is not None, f"the worker never reached {phase}"
+    assert reached is not None, f"the worker never reached {phase}:\n{log.read_text()[-3000:]}"
     return reached
 
 
@@ -193,6 +195,7 @@ def test_worker_killed_inside_a_phase_resumes_to_the_uninterrupted_rows(
     make_family: Callable[..., dict[str, Any]],
     submit: Callable[..., dict[str, Any]],
     capitals_adapter: Path,
+    tmp_path: Path,
     uninterrupted: tuple[dict[tuple[str, ...], tuple[Any, ...]], list[tuple[Any, ...]]],
 ) -> None:
     reference_rows, reference_aggregates = uninterrupted
@@ -216,7 +219,7 @@ def test_worker_killed_inside_a_phase_resumes_to_the_uninterrupted_rows(
                 assert run_evaluation(evaluation_id, context) == "succeeded"
     stored = _rows(factory, evaluation_id)
 
-    reached = _kill_inside(settings, phase, evaluation_id)
+    reached = _kill_inside(settings, phase, evaluation_id, tmp_path / "worker.log")
 
     half = client.get(f"/v1/evaluations/{evaluation_id}", headers=auth).json()
     assert half["status"] == "running"  # the dead worker never got to its finally
