@@ -123,10 +123,12 @@ def sweep_view(
         members = []
     candidates = [candidate for candidate, _, _ in members]
     decided = {e.id: d for _, e, d in members if e is not None and d is not None}
-    measured = {e: _stored(d, lift_metric) for e, d in decided.items()}
-    missing = {e: d for e, d in decided.items() if measured[e] is None}
+    measured = {
+        e: found for e, d in decided.items() if (found := _stored(d, lift_metric)) is not None
+    }
+    missing = {e: d for e, d in decided.items() if e not in measured}
     if missing:
-        measured.update(_measure(session, missing, lift_metric))
+        measured |= _measure(session, missing, lift_metric)
     repeats = _repeats(candidates)
     shown: list[SweepCandidate] = []
     for candidate, evaluation, decision_row in members:
@@ -145,7 +147,6 @@ def sweep_view(
             )
             continue
         found = measured[evaluation.id]
-        assert found is not None
         lift, ood, halluc = found.lift, found.ood, found.hallucination
         diagnosis = (candidate.diagnosis or {}).get("label")
         row = sweep_row(
