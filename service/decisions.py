@@ -245,4 +245,5 @@ def decision_payload(session: Session, decision: GateDecision) -> dict[str, obje
         "baseline_evaluation_id": decision.baseline_evaluation_id,
         "rules": decision.rules,
         "created_at": decision.created_at,
+        "superseded_at": decision.superseded_at,
     }

@@ -7,7 +7,9 @@ runs those of one base, dataset and config as one group: each scorer built once,
 loaded). The job then finds every output stored (nothing to generate), keeps the
 scores whose evaluator (name, version, options) is unchanged, deletes the rest, scores
 what is missing from the stored text, and recomputes the aggregates; the model is not
-even loaded. See :mod:`service.engine.reuse`.
+even loaded. The evaluation's gate decisions (as candidate or as baseline) are marked
+superseded when it is queued, and decided again from the new scores when it succeeds.
+See :mod:`service.engine.reuse`.
 """
 
 from __future__ import annotations
@@ -23,6 +25,7 @@ from service.evaluation_commands import requeue
 from service.evaluations import get_evaluation
 from service.jsontypes import JSONObject, JSONValue
 from service.lifecycle import IllegalTransition, Move
+from service.queries.decisions import supersede
 
 
 class EvaluationNotRescorable(IllegalTransition):
@@ -65,6 +68,8 @@ def rescore_evaluation(
             f"evaluation {evaluation_id} is {evaluation.status}; only a succeeded evaluation "
             "can be re-scored (retry a failed one)"
         )
+    # its decisions judged the scores about to be replaced: decided again when it succeeds
+    supersede(session, evaluation_id)
     return evaluation
 
 

@@ -14,6 +14,7 @@ from sqlalchemy import (
     String,
     Text,
     UniqueConstraint,
+    text,
 )
 from sqlalchemy.orm import Mapped, mapped_column, relationship
 
@@ -267,7 +268,16 @@ class Aggregate(Base):
 class GateDecision(Base):
     __tablename__ = "gate_decisions"
     __table_args__ = (
-        UniqueConstraint("candidate_evaluation_id", "baseline_evaluation_id", "policy_id"),
+        # one current decision per pair and policy; superseded ones stay as history
+        Index(
+            "uq_gate_decisions_current",
+            "candidate_evaluation_id",
+            "baseline_evaluation_id",
+            "policy_id",
+            unique=True,
+            sqlite_where=text("superseded_at IS NULL"),
+            postgresql_where=text("superseded_at IS NULL"),
+        ),
     )
 
     id: Mapped[int] = mapped_column(primary_key=True)
@@ -287,6 +297,9 @@ class GateDecision(Base):
     n_pairs: Mapped[int | None] = mapped_column(Integer, default=None)
     """How many paired scores the decision stored in ``decision_pairs`` (its diffs); null
     for a decision stored before they were (its diffs are then joined from the scores)."""
+    superseded_at: Mapped[datetime | None] = mapped_column(default=None)
+    """Set when either evaluation was queued to be re-scored: the decision judged scores
+    that no longer stand. Kept as history; the pair is decided again when it succeeds."""
 
 
 class DecisionPair(Base):

@@ -23,7 +23,10 @@ def _members_statement() -> Select[int, Candidate, Evaluation, GateDecision]:
     )
     newest_decision = (
         select(func.max(newer_decision.id))
-        .where(newer_decision.candidate_evaluation_id == Evaluation.id)
+        .where(
+            newer_decision.candidate_evaluation_id == Evaluation.id,
+            newer_decision.superseded_at.is_(None),
+        )
         .scalar_subquery()
     )
     return (

@@ -13,7 +13,7 @@ from sqlalchemy import select
 
 from evaluators import registry
 from evaluators.embeddings import default_embedding_model_path
-from service.db.models import Score
+from service.db.models import GateDecision, Score
 from service.engine.context import WorkerContext
 from service.engine.generation import generate
 from service.engine.job import run_evaluation
@@ -202,3 +202,42 @@ def test_batch_rescore_runs_as_one_group_all_or_none_with_no_forward_pass(
             assert output == old_output
             assert scores == {m: v for m, v in old_scores.items() if m in scores}
             assert "relevance" not in scores
+
+
+def test_rescore_supersedes_the_decisions_it_touches_and_decides_again(
+    client: TestClient,
+    auth: dict[str, str],
+    make_family: Callable[..., dict[str, Any]],
+    submit: Callable[..., dict[str, Any]],
+    capitals_adapter: Path,
+) -> None:
+    make_family()
+    first = submit(capitals_adapter, lr=1e-2, name="first")
+    app = client.app
+    worker = InProcessWorker(app.state.settings, app.state.sessionmaker)  # type: ignore[attr-defined]
+    assert worker.run_pending() == 2
+    ev_id, baseline_id = first["evaluation_id"], first["baseline_evaluation_id"]
+    old = client.get(f"/v1/decisions?evaluation_id={ev_id}", headers=auth)
+    assert old.status_code == 200, old.text
+
+    # re-scoring the baseline makes the candidate's decision stale at once ...
+    queued = client.post(f"/v1/evaluations/{baseline_id}/rescore", headers=auth)
+    assert queued.status_code == 200, queued.text
+    stale = client.get(f"/v1/decisions?evaluation_id={ev_id}", headers=auth)
+    assert stale.status_code == 409  # no current decision while its baseline is re-scored
+    with worker.context.factory() as session:
+        row = session.get_one(GateDecision, old.json()["id"])
+        assert row.superseded_at is not None
+    # ... and its success decides the pair again, from the new scores (the same here)
+    assert worker.run_pending() == 1
+    new = client.get(f"/v1/decisions?evaluation_id={ev_id}", headers=auth)
+    assert new.status_code == 200, new.text
+    assert new.json()["id"] != old.json()["id"]
+    assert (new.json()["verdict"], new.json()["rules"]) == (
+        old.json()["verdict"],
+        old.json()["rules"],
+    )
+    assert new.json()["superseded_at"] is None
+    kept = client.get(f"/v1/decisions/{old.json()['id']}", headers=auth)  # history stays
+    assert kept.status_code == 200
+    assert kept.json()["superseded_at"] is not None

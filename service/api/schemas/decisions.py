@@ -62,6 +62,11 @@ class DecisionOut(BaseModel):
     baseline_evaluation_id: int
     rules: list[RuleResultOut]
     created_at: UtcDateTime
+    superseded_at: UtcDateTime | None = Field(
+        default=None,
+        description="Set when either evaluation was re-scored after this decision: it judged "
+        "scores that no longer stand (the pair is decided again when the re-scoring ends)",
+    )
 
 
 class ExampleDiffOut(BaseModel):
