@@ -9,8 +9,9 @@ of memory. :func:`probe_generation_batch` measures it on the evaluation's real p
    device (``torch.cuda.mem_get_info``; on CPU, ``psutil``'s available memory); half of it is
    the budget. On CUDA an out-of-memory error while probing also stops the search.
 2. **Speed bound.** The longest real prompt is run through the model once (one row); its
-   KV cache is repeated to ``b`` rows and decode steps are timed (the faster of 2 counts)
-   for ``b`` in 1, 4, 32. Decode steps are where batching pays (each step reads every
+   KV cache is repeated to ``b`` rows and decode steps are timed (the faster of 2 counts;
+   in CPU seconds of the thread on a CPU with one torch thread, so a busy machine does not
+   skew it) for ``b`` in 1, 4, 32. Decode steps are where batching pays (each step reads every
    weight once for the whole batch); prefill costs about the same per token at any batch.
    A line ``t(b) = a + c·b`` fitted to the step times (:func:`best_batch`) gives the largest
    power-of-two batch whose doubling still raises tokens per second by ``min_gain``: the
@@ -169,25 +170,30 @@ def _decode_step_seconds(
     """Seconds of one decode step for ``rows`` copies of a prefilled row.
 
     One untimed step warms the shape up; of 2 timed steps the fastest counts (other
-    processes on the machine only ever slow a step down).
+    processes on the machine only ever slow a step down). On a CPU with one torch thread
+    the step is timed in this thread's CPU seconds: the work it costs, not the time other
+    processes held the cores (a wall clock on a busy machine stretched long steps more than
+    short ones, and the choice swung between 16 and 64 from one probe to the next).
     """
     cache = copy.deepcopy(prefilled)
     cache.batch_repeat_interleave(rows)
     tokens = next_token.repeat(rows, 1)
     fastest = float("inf")
     name = _cache_kwarg(loaded.model)
+    single_thread_cpu = loaded.device.type == "cpu" and torch.get_num_threads() == 1
+    clock = time.thread_time if single_thread_cpu else time.perf_counter
     for step in range(3):
         mask = torch.ones((rows, length + step + 1), dtype=torch.long, device=loaded.device)
         if loaded.device.type == "cuda":
             torch.cuda.synchronize(loaded.device)
-        start = time.perf_counter()
+        start = clock()
         out = loaded.model(input_ids=tokens, attention_mask=mask, use_cache=True, **{name: cache})
         cache = _cache_of(out)
         tokens = out.logits[:, -1:].argmax(-1)
         if loaded.device.type == "cuda":
             torch.cuda.synchronize(loaded.device)
         if step:
-            fastest = min(fastest, time.perf_counter() - start)
+            fastest = min(fastest, clock() - start)
     return fastest
 
 
