@@ -23,7 +23,7 @@ from __future__ import annotations
 import os
 import time
 import uuid
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TypeVar
@@ -161,6 +161,19 @@ def _retry_after(response: httpx.Response) -> float:
         return 0.0
 
 
+@dataclass(frozen=True)
+class FileChunks:
+    """A file as a request body: read in 1 MiB chunks, from the start on every attempt."""
+
+    path: Path
+    chunk: int = 1024**2
+
+    def __iter__(self) -> Iterator[bytes]:
+        with self.path.open("rb") as handle:
+            while data := handle.read(self.chunk):
+                yield data
+
+
 @dataclass
 class RetryPolicy:
     """How often and how patiently to retry network errors and 5xx answers."""
@@ -285,13 +298,14 @@ class TunegateClient:
 
     # ---- resources -------------------------------------------------------------------
 
-    def push_dataset(self, name: str, body: bytes) -> PushedVersionOut:
-        """Push JSONL; the same content returns the same (content-addressed) version."""
+    def push_dataset(self, name: str, body: bytes | Path) -> PushedVersionOut:
+        """Push JSONL — bytes, or a file sent as it is read (never whole in memory); the
+        same content returns the same (content-addressed) version."""
         return self.call(
             PushedVersionOut,
             "POST",
             f"/v1/datasets/{name}/versions",
-            content=body,
+            content=body if isinstance(body, bytes) else FileChunks(body),
             headers={"Content-Type": "application/x-ndjson"},
         )
 

@@ -52,8 +52,11 @@ def _pairs(option: str, items: list[str]) -> dict[str, str]:
     return pairs
 
 
-def _dataset_body(file: Path, maps: list[str], sets: list[str], generation: JSONObject) -> bytes:
-    """The JSONL to push: the file itself, or the table it maps to (checked row by row)."""
+def _dataset_body(
+    file: Path, maps: list[str], sets: list[str], generation: JSONObject
+) -> bytes | Path:
+    """The JSONL to push: the file itself (sent as it is read), or the table it maps to
+    (checked row by row)."""
     from service.dataset_tables import TABLE_SUFFIXES, table_jsonl
     from service.errors import InvalidDataset
 
@@ -65,7 +68,8 @@ def _dataset_body(file: Path, maps: list[str], sets: list[str], generation: JSON
                 "put these in the JSONL itself (the generation record and the example fields)",
             )
         try:
-            return file.read_bytes()
+            with file.open("rb"):
+                return file
         except OSError as exc:
             raise ClientError("cannot read the dataset", f"{file}: {exc.strerror}") from exc
     if not file.is_file():

@@ -92,6 +92,23 @@ def test_5xx_is_retried(live_server: LiveServer) -> None:
     assert transport.calls == 3
 
 
+def test_a_dataset_file_is_streamed_again_on_retry(live_server: LiveServer, tmp_path: Path) -> None:
+    """A JSONL file is sent as it is read (FileChunks), from its start on every attempt."""
+    with TunegateClient(live_server.url, live_server.token) as client:
+        stored = client.get_dataset_version("ds")
+    jsonl = httpx.get(
+        f"{live_server.url}/v1/datasets/ds/versions/{stored.version}/jsonl",
+        headers={"Authorization": f"Bearer {live_server.token}"},
+    ).content
+    file = tmp_path / "again.jsonl"
+    file.write_bytes(jsonl)
+    transport = FailTwice()
+    with TunegateClient(live_server.url, live_server.token, retry=FAST, transport=transport) as c:
+        pushed = c.push_dataset("ds", file)
+    assert transport.calls == 3
+    assert (pushed.created, pushed.version, pushed.digest) == (False, stored.version, stored.digest)
+
+
 def test_server_errors_become_one_client_error(live_server: LiveServer) -> None:
     with TunegateClient(live_server.url, live_server.token, retry=FAST) as client:
         with pytest.raises(ClientError) as caught:
