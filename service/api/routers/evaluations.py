@@ -32,6 +32,7 @@ from service.api.schemas.evaluations import (
 )
 from service.candidates import get_candidate
 from service.evaluations import EvaluationFilters
+from service.lifecycle import EvaluationStatus
 from service.queries.decisions import latest_decision
 from service.queries.results import aggregates_of
 from service.worker.dispatch import Dispatcher
@@ -93,7 +94,7 @@ def list_evaluations(
     _: ReadToken,
     family: str | None = None,
     sweep: str | None = None,
-    status: str | None = None,
+    status: EvaluationStatus | None = None,
     dataset: str | None = None,
     candidate_id: OptionalIdQuery = None,
     offset: OffsetQuery = 0,
