@@ -10,7 +10,7 @@ from __future__ import annotations
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from itertools import islice
-from typing import Literal
+from typing import BinaryIO, Literal
 
 from sqlalchemy import func, insert, select
 from sqlalchemy.dialects.postgresql import insert as postgresql_insert
@@ -20,14 +20,15 @@ from sqlalchemy.orm import Session
 from service.dataset_format import (
     OPTIONAL_FIELDS,
     DatasetContent,
-    canonical_jsonl,
+    canonical_line,
+    example_record,
     parse_dataset,
 )
 from service.db.base import Base
 from service.db.models import Dataset, DatasetExample, DatasetVersion, HeldoutText
 from service.errors import ConcurrentUpdate, DatasetNotFound, DatasetVersionNotFound, InvalidRequest
 from service.jsontypes import JSONObject
-from service.queries.examples import examples_of, heldout_of
+from service.queries.examples import iter_examples, iter_heldout
 
 VersionRef = int | Literal["latest"]
 _PUSH_ATTEMPTS = 5
@@ -249,10 +250,11 @@ def get_version(session: Session, name: str, version: VersionRef) -> DatasetVers
     return found
 
 
-def version_jsonl(session: Session, version: DatasetVersion) -> str:
-    """A stored version's canonical JSONL; its sha256 is ``version.digest``."""
-    return canonical_jsonl(
-        version.generation,
-        examples_of(session, version.id),
-        heldout_of(session, version.id),
-    )
+def write_version_jsonl(session: Session, version: DatasetVersion, out: BinaryIO) -> None:
+    """Write a stored version's canonical JSONL to ``out`` (its sha256 is ``version.digest``),
+    reading the examples a batch at a time: memory for a batch, not for the version."""
+    out.write(canonical_line({"generation": version.generation}).encode())
+    for example in iter_examples(session, version.id):
+        out.write(b"\n" + canonical_line(example_record(example)).encode())
+    for text in iter_heldout(session, version.id):
+        out.write(b"\n" + canonical_line({"heldout": text}).encode())

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
 
 from sqlalchemy import select
 from sqlalchemy.orm import Session
@@ -48,6 +48,30 @@ def example_of(row: DatasetExample) -> Example:
 def examples_of(session: Session, version_id: int) -> list[Example]:
     """Every example of a version, in order."""
     return [example_of(row) for row in example_rows(session, version_id)]
+
+
+def iter_examples(session: Session, version_id: int, *, batch: int = 1000) -> Iterator[Example]:
+    """Every example of a version, in order, fetched ``batch`` rows at a time (one query:
+    a large version is never in memory whole)."""
+    query = (
+        select(DatasetExample)
+        .where(DatasetExample.dataset_version_id == version_id)
+        .order_by(DatasetExample.position)
+        .execution_options(yield_per=batch)
+    )
+    for row in session.scalars(query):
+        yield example_of(row)
+
+
+def iter_heldout(session: Session, version_id: int, *, batch: int = 1000) -> Iterator[str]:
+    """A version's held-out texts in order, fetched ``batch`` at a time."""
+    query = (
+        select(HeldoutText.text)
+        .where(HeldoutText.dataset_version_id == version_id)
+        .order_by(HeldoutText.position)
+        .execution_options(yield_per=batch)
+    )
+    yield from session.scalars(query)
 
 
 def heldout_of(session: Session, version_id: int) -> list[str]:

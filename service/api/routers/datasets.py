@@ -3,14 +3,19 @@
 from __future__ import annotations
 
 import functools
+import os
+import pathlib
 import re
+import tempfile
 from collections.abc import AsyncGenerator, AsyncIterator
 from contextlib import aclosing
 from typing import Annotated
 
 import anyio.to_thread
 from fastapi import APIRouter, Depends, Path, Query, Request, Response
+from starlette.background import BackgroundTask
 from starlette.datastructures import UploadFile
+from starlette.responses import FileResponse
 
 from service import datasets
 from service.api.deps import (
@@ -163,10 +168,26 @@ def list_examples(
     response_class=Response,
     responses={200: {"content": {JSONL_MEDIA_TYPE: {}}}},
 )
-def get_jsonl(name: str, version: str, session: SessionDep, _: ReadToken) -> Response:
+def get_jsonl(
+    name: str, version: str, session: SessionDep, settings: SettingsDep, _: ReadToken
+) -> Response:
     found = datasets.get_version(session, name, datasets.parse_version_ref(version))
-    return Response(
-        datasets.version_jsonl(session, found).encode("utf-8"),
+    # Written to a scratch file in the unit of work, a batch of rows at a time, then sent
+    # from disk: a gigabyte version never sits in memory (the file goes once it is sent;
+    # the uploads sweep takes one a dropped connection left behind).
+    scratch = settings.uploads_dir / SCRATCH
+    scratch.mkdir(parents=True, exist_ok=True)
+    handle, spooled = tempfile.mkstemp(prefix="jsonl-", suffix=".jsonl", dir=scratch)
+    path = pathlib.Path(spooled)
+    try:
+        with os.fdopen(handle, "wb") as out:
+            datasets.write_version_jsonl(session, found, out)
+    except BaseException:
+        path.unlink(missing_ok=True)
+        raise
+    return FileResponse(
+        path,
         media_type=JSONL_MEDIA_TYPE,
         headers={"ETag": f'"{found.digest}"'},
+        background=BackgroundTask(path.unlink, missing_ok=True),
     )
