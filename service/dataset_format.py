@@ -201,12 +201,15 @@ def _too_deep(max_depth: int) -> str:
     return f"JSON nested deeper than {max_depth} levels is refused"
 
 
+_NUL = "text must not contain NUL characters (\\u0000)"
+
+
 def _check_values(value: object, max_depth: int, depth: int = 0) -> None:
     """Refuse what the databases cannot store faithfully — NUL characters, non-finite
     numbers — and nesting deeper than ``max_depth`` (never recursing past it)."""
     if isinstance(value, str):
         if "\x00" in value:
-            raise ValueError("text must not contain NUL characters (\\u0000)")
+            raise ValueError(_NUL)
     elif isinstance(value, float):
         if not math.isfinite(value):
             raise ValueError("numbers must be finite")
@@ -215,8 +218,12 @@ def _check_values(value: object, max_depth: int, depth: int = 0) -> None:
             raise ValueError(_too_deep(max_depth))
         if isinstance(value, dict):
             for key, item in value.items():
-                _check_values(key, max_depth, depth + 1)
-                _check_values(item, max_depth, depth + 1)
+                if "\x00" in key:
+                    raise ValueError(_NUL)
+                if not isinstance(item, str):  # most values: checked here, no call
+                    _check_values(item, max_depth, depth + 1)
+                elif "\x00" in item:
+                    raise ValueError(_NUL)
         else:
             for item in value:
                 _check_values(item, max_depth, depth + 1)
