@@ -18,7 +18,9 @@ reference; 4 held-out texts for perplexity. Each side runs in its own process(es
   passes of a rescore with a forward hook on every causal LM (expected: 0).
 - **loop**: one process, one base load, the adapters loaded on it (``set_adapter``), batched
   greedy generation (left padding) at each of ``--loop-batches``, one batched embedding
-  pass for similarity; held-out perplexity by one forward per text. Its best batch counts.
+  pass for similarity; held-out perplexity by one forward per text. It runs before and
+  after tunegate (the load of a shared machine moves by minutes); per batch the mean of the
+  two counts, and its best batch.
 - **lm-eval** (the ``reference`` extra): ``lm-eval run`` once per model, as its users run
   it: a local ``generate_until`` task with ``--apply_chat_template``, and a local
   ``loglikelihood_rolling`` task for perplexity (separate processes, timed apart).
@@ -455,6 +457,25 @@ def lm_eval_run(
 # --- main ---------------------------------------------------------------------------------
 
 
+def run_loops(
+    args: argparse.Namespace, base: Path, adapters: list[Path], label: str
+) -> dict[int, dict[str, Any]]:
+    """The hand-written loop at each of ``--loop-batches``, each in its own process."""
+    loops = {}
+    for batch in [int(b) for b in args.loop_batches.split(",")]:
+        cmd = [sys.executable, __file__, "--part", "loop", "--batch", str(batch),
+               "--base", str(base), "--adapters", *map(str, adapters), "--device", args.device,
+               "--dtype", args.dtype, "--prompts", str(args.prompts),
+               "--max-new-tokens", str(args.max_new_tokens)]  # fmt: skip
+        if args.threads:
+            cmd += ["--threads", str(args.threads)]
+        done = subprocess.run(cmd, capture_output=True, text=True, check=False)
+        assert done.returncode == 0, done.stderr[-3000:]
+        loops[batch] = json.loads(done.stdout.strip().splitlines()[-1])
+        print(f"... loop at batch {batch} ({label}): {loops[batch]['seconds']:.1f} s", flush=True)
+    return loops
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0] if __doc__ else None)
     parser.add_argument("--candidates", type=int, default=4)
@@ -491,6 +512,9 @@ def main() -> None:
           f"({n_models * args.prompts} outputs), {len(HELDOUT)} held-out texts")  # fmt: skip
 
     results: dict[str, Any] = {}
+    # the loop runs before and after tunegate and counts with the mean of both: on a machine
+    # shared with other work the load moves by minutes, and this brackets tunegate's runs
+    before = run_loops(args, base, adapters, "before tunegate")
     sweep = tunegate_run(args, base, adapters, "sweep", rescore=True)
     print(f"... tunegate sweep: {sweep['seconds']:.1f} s", flush=True)
     one = tunegate_run(args, base, adapters[:1], "one", rescore=False)
@@ -498,19 +522,10 @@ def main() -> None:
     env = {"TUNEGATE_MODEL_ROOTS": str(base.parent),
            "TUNEGATE_CHECKPOINT_ROOTS": str(args.work / "adapters")}  # fmt: skip
     forwards = count_rescore_forwards(args.work / "tunegate-sweep", sweep["ids"], env)
-
-    loops = {}
-    for batch in [int(b) for b in args.loop_batches.split(",")]:
-        cmd = [sys.executable, __file__, "--part", "loop", "--batch", str(batch),
-               "--base", str(base), "--adapters", *map(str, adapters), "--device", args.device,
-               "--dtype", args.dtype, "--prompts", str(args.prompts),
-               "--max-new-tokens", str(args.max_new_tokens)]  # fmt: skip
-        if args.threads:
-            cmd += ["--threads", str(args.threads)]
-        done = subprocess.run(cmd, capture_output=True, text=True, check=False)
-        assert done.returncode == 0, done.stderr[-3000:]
-        loops[batch] = json.loads(done.stdout.strip().splitlines()[-1])
-        print(f"... loop at batch {batch}: {loops[batch]['seconds']:.1f} s", flush=True)
+    after = run_loops(args, base, adapters, "after tunegate")
+    loops = {
+        b: after[b] | {"seconds": (before[b]["seconds"] + after[b]["seconds"]) / 2} for b in after
+    }
     best = min(loops, key=lambda b: loops[b]["seconds"])
     loop = loops[best]
 
@@ -532,7 +547,8 @@ def main() -> None:
     print()
     print(f"{'':34} {'wall s':>8} {'x loop':>7} {'peak RSS MB':>12}")
     print(f"{'loop (best batch ' + str(best) + ')':34} {loop['seconds']:8.1f} {1:7.2f} "
-          f"{loop['peak_rss_mb']:12.0f}")  # fmt: skip
+          f"{loop['peak_rss_mb']:12.0f}   (before {before[best]['seconds']:.1f} s, "
+          f"after {after[best]['seconds']:.1f} s)")  # fmt: skip
     for b, r in sorted(loops.items()):
         if b != best:
             print(f"{'  loop at batch ' + str(b):34} {r['seconds']:8.1f} "

@@ -81,7 +81,7 @@ class Settings(BaseSettings):
         "(mixed-adapter batches); 1 runs each alone",
     )
     sweep_gather_seconds: float = Field(
-        default=1.0,
+        default=2.0,
         ge=0,
         description="A worker about to generate waits until the newest queued evaluation "
         "is this old (the rest of a sweep), at most ten times over; 0 never waits",
