@@ -8,6 +8,8 @@ asks for the same model gets the same object.
 from __future__ import annotations
 
 import threading
+import weakref
+from collections import OrderedDict
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -50,19 +52,49 @@ def load_embedding_model(
         return model
 
 
+#: Texts whose embedding each model keeps (about 1.5 kB each for MiniLM's 384 floats).
+CACHED_TEXTS = 20_000
+_vectors: weakref.WeakKeyDictionary[SentenceTransformer, OrderedDict[str, torch.Tensor]] = (
+    weakref.WeakKeyDictionary()
+)
+_vectors_lock = threading.Lock()
+
+
 def embed(model: SentenceTransformer, texts: list[str], batch_size: int = 64) -> torch.Tensor:
-    """Unit-normalised embeddings of ``texts`` as a float tensor [len(texts), dim] on the CPU."""
+    """Unit-normalised embeddings of ``texts`` as a float tensor [len(texts), dim] on the CPU.
+
+    Each model remembers the last :data:`CACHED_TEXTS` texts it embedded: relevance and
+    hallucination embed the same outputs and references, and a sweep's candidates share
+    their references, so each text is encoded once per process. (A text's vector can move
+    in the last float bits with the batch it was first encoded in, as it did with the
+    batch it shared before: scores agree to 1e-5.)
+    """
     import torch
 
     if not texts:
         dim = model.get_sentence_embedding_dimension() or 0
         return torch.zeros((0, dim))
-    with torch.inference_mode():
-        vectors = model.encode(
-            texts,
-            batch_size=batch_size,
-            convert_to_tensor=True,
-            normalize_embeddings=True,
-            show_progress_bar=False,
-        )
-    return vectors.float().cpu()
+    with _vectors_lock:
+        known = _vectors.setdefault(model, OrderedDict())
+        found = {t: known[t] for t in texts if t in known}
+    missing = list(dict.fromkeys(t for t in texts if t not in found))
+    fresh: dict[str, torch.Tensor] = {}
+    if missing:
+        with torch.inference_mode():
+            vectors = model.encode(
+                missing,
+                batch_size=batch_size,
+                convert_to_tensor=True,
+                normalize_embeddings=True,
+                show_progress_bar=False,
+            )
+        rows = vectors.float().cpu()
+        fresh = {text: rows[i].clone() for i, text in enumerate(missing)}
+    found |= fresh
+    with _vectors_lock:
+        for text, vector in found.items():
+            known[text] = vector
+            known.move_to_end(text)
+        while len(known) > CACHED_TEXTS:
+            known.popitem(last=False)
+    return torch.stack([found[t] for t in texts])

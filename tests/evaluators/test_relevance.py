@@ -47,3 +47,30 @@ def test_reference_metric_only_with_a_reference(relevance: RelevanceEvaluator) -
 def test_model_is_loaded_once_per_path_and_device(minilm: object) -> None:
     assert load_embedding_model() is minilm
     assert load_embedding_model(device="cpu") is minilm
+
+
+def test_each_text_is_embedded_once_per_model(minilm: object) -> None:
+    import torch
+
+    from evaluators import embeddings
+
+    model = load_embedding_model()
+    texts = ["a cached sentence about passwords", "another one about the login page"]
+    first = embeddings.embed(model, texts)
+    encoded: list[list[str]] = []
+    encode = model.encode
+
+    def counting(sentences: list[str], **kw: object) -> object:
+        encoded.append(list(sentences))
+        return encode(sentences, **kw)
+
+    model.encode = counting  # type: ignore[method-assign]  # the real encode, counted
+    try:
+        again = embeddings.embed(model, [texts[1], "a third, new sentence", texts[0]])
+    finally:
+        del model.encode
+    assert encoded == [["a third, new sentence"]]  # only the new text is encoded
+    assert torch.equal(again[0], first[1])
+    assert torch.equal(again[2], first[0])
+    alone = model.encode([texts[1]], convert_to_tensor=True, normalize_embeddings=True)
+    assert torch.allclose(again[0], alone[0].float().cpu(), atol=1e-5)
