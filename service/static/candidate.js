@@ -62,14 +62,21 @@ function slicesView(summary) {
     ], {id: "slice-table"}));
 }
 
-async function renderDiffs(box, decision, cohorts, state) {
+/** The diff page and the slice summary of a decision under the current filters (side by side). */
+function loadDiffs(decisionId, state) {
   const params = {metric: state.metric, domain: state.domain, cohort: state.cohort, offset: state.offset, limit: PAGE};
-  const [page, summary] = await Promise.all([
-    get(`/v1/decisions/${decision.id}/diff`, params),
-    get(`/v1/decisions/${decision.id}/slices`, {metric: state.metric, domain: state.domain}),
+  return Promise.all([
+    get(`/v1/decisions/${decisionId}/diff`, params),
+    get(`/v1/decisions/${decisionId}/slices`, {metric: state.metric, domain: state.domain}),
   ]);
+}
+
+function drawDiffs(box, decision, cohorts, state, [page, summary]) {
   for (const sl of summary.slices) if (sl.cohort && !cohorts.includes(sl.cohort)) cohorts.push(sl.cohort);
-  const rerun = (change) => { Object.assign(state, change); renderDiffs(box, decision, cohorts, state).catch(state.fail); };
+  const rerun = (change) => {
+    Object.assign(state, change);
+    loadDiffs(decision.id, state).then((loaded) => drawDiffs(box, decision, cohorts, state, loaded)).catch(state.fail);
+  };
   const select = (id, value, options, key) => {
     const el = h("select", {id}, options.map(([v, text]) => h("option", {value: v, selected: v === (value ?? "")}, text)));
     el.addEventListener("change", () => rerun({[key]: el.value || null, offset: 0}));
@@ -96,15 +103,22 @@ async function renderDiffs(box, decision, cohorts, state) {
 
 export async function renderCandidate(root, ctx, id) {
   fill(root, h("p", {class: "muted"}, "loading candidate…"));
-  const candidate = await get(`/v1/candidates/${enc(id)}`);
-  const [family, evals] = await Promise.all([
+  // two round trips: the candidate beside its evaluations (each names its gate decision),
+  // then its family beside the decision, the first diff page and the slice summary
+  const asked = get(`/v1/candidates/${enc(id)}`);
+  const listed = get("/v1/evaluations", {candidate_id: id, limit: 20});
+  listed.catch(() => {});  // a bad id: the candidate's error is the one shown
+  const candidate = await asked;
+  const evals = await listed;
+  const latest = evals.items[0];
+  const decisionId = latest?.gate_decision_id;
+  const state = {metric: null, domain: null, cohort: null, offset: 0, fail: ctx.fail};
+  const [family, decision, diffs] = await Promise.all([
     get(`/v1/families/${enc(candidate.family)}`),
-    get("/v1/evaluations", {candidate_id: candidate.id, limit: 20}),
+    decisionId ? get(`/v1/decisions/${decisionId}`) : null,
+    decisionId ? loadDiffs(decisionId, state) : null,
   ]);
   const aliases = Object.entries(family.aliases || {}).filter(([, cid]) => cid === candidate.id).map(([name]) => name);
-  const latest = evals.items[0];
-  const detail = latest ? await get(`/v1/evaluations/${latest.id}`) : null;
-  const decision = detail?.gate_decision_id ? await get(`/v1/decisions/${detail.gate_decision_id}`) : null;
   const tags = Object.entries(candidate.tags || {}).map(([k, v]) => `${k}=${typeof v === "string" ? v : JSON.stringify(v)}`);
   const diffBox = h("div", {id: "diff-view"});
   fill(root,
@@ -127,8 +141,5 @@ export async function renderCandidate(root, ctx, id) {
         rulesTable(decision), h("h3", {}, "Per-example diffs"), diffBox)
       : h("p", {class: "muted", id: "decision"}, latest ? `no gate decision yet (evaluation ${latest.status})` : "not evaluated"),
   );
-  if (decision) {
-    const state = {metric: null, domain: null, cohort: null, offset: 0, fail: ctx.fail};
-    await renderDiffs(diffBox, decision, [], state);
-  }
+  if (decision) drawDiffs(diffBox, decision, [], state, diffs);
 }

@@ -159,6 +159,7 @@ async function route() {
     } else if (parts[0] === "candidate" && parts[1]) {
       await renderCandidate(root, ctx, parts[1]);
       document.body.dataset.view = "candidate";
+      window.__tunegatePaint = performance.now();
     } else {
       await renderOverview(root);
       document.body.dataset.view = "overview";

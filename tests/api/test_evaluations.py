@@ -290,6 +290,15 @@ def test_detail_and_results(
         decision = session.scalar(select(GateDecision.id))
     assert detail["gate_decision_id"] == decision
     assert detail["finished_at"].endswith("Z")  # UTC on both databases
+    # the list names each evaluation's decision too (the candidate page skips the detail)
+    listed = client.get(
+        "/v1/evaluations", params={"candidate_id": detail["candidate"]["id"]}, headers=auth
+    ).json()["items"]
+    assert [(e["id"], e["gate_decision_id"]) for e in listed] == [(evaluation["id"], decision)]
+    base = world["family"]["base_candidate_id"]
+    listed = client.get("/v1/evaluations", params={"candidate_id": base}, headers=auth).json()
+    (baseline,) = listed["items"]
+    assert baseline["gate_decision_id"] is None  # the baseline is never the decided side
 
     def results(**params: Any) -> dict[str, Any]:
         url = f"/v1/evaluations/{evaluation['id']}/results"

@@ -287,7 +287,22 @@ def test_first_paint_of_a_seeded_sweep(page: Any, evaluated: Live) -> None:
         page.wait_for_selector("body[data-view=sweep]", timeout=60_000)
         paints.append(page.evaluate("window.__tunegatePaint"))
     assert page.locator("svg[data-chart=in_domain_lift] g.point").count() == 10
+    size = len(evaluated.api.get(f"/v1/sweeps/seeded/{seeded.sweeps[0]}").content)
     print(
         f"\nfirst paint, sweep of 10 candidates × 1,000 examples ({seeded.n_scores} scores, "
-        f"seeded in {seed_s:.1f} s): cold {paints[0]:.0f} ms, warm {paints[1]:.0f} ms"
+        f"seeded in {seed_s:.1f} s): cold {paints[0]:.0f} ms, warm {paints[1]:.0f} ms; "
+        f"sweep response {size / 1000:.1f} KB"
+    )
+    candidate = seeded.candidate_ids[seeded.sweeps[0]][-1]
+    rendered = []
+    for _ in range(2):  # the candidate page: its decision, rules, slice summary and diffs
+        page.goto("about:blank")
+        page.goto(f"{evaluated.url}/dashboard#/candidate/{candidate}")
+        page.wait_for_selector("body[data-view=candidate]", timeout=60_000)
+        rendered.append(page.evaluate("window.__tunegatePaint"))
+    assert page.locator("#rules tbody tr").count() > 0
+    assert page.locator("#diffs article").count() > 0
+    print(
+        f"candidate page to its decision and diffs rendered: cold {rendered[0]:.0f} ms, "
+        f"warm {rendered[1]:.0f} ms"
     )

@@ -33,7 +33,7 @@ from service.api.schemas.evaluations import (
 from service.candidates import get_candidate
 from service.evaluations import EvaluationFilters
 from service.lifecycle import EvaluationStatus
-from service.queries.decisions import latest_decision
+from service.queries.decisions import latest_decision, latest_decisions
 from service.queries.results import aggregates_of
 from service.worker.dispatch import Dispatcher
 
@@ -102,9 +102,9 @@ def list_evaluations(
 ) -> EvaluationPage:
     filters = EvaluationFilters(family, sweep, status, dataset, candidate_id, offset, limit)
     rows, total = evaluations.list_evaluations(session, filters)
-    return EvaluationPage(
-        items=[EvaluationSummary.of(r) for r in rows], total=total, offset=offset, limit=limit
-    )
+    decided = latest_decisions(session, [r.id for r in rows])  # one query for the page
+    items = [EvaluationSummary.of(r, d.id if (d := decided.get(r.id)) else None) for r in rows]
+    return EvaluationPage(items=items, total=total, offset=offset, limit=limit)
 
 
 @router.get("/{evaluation_id}", summary="One evaluation with progress and aggregates")

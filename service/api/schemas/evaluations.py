@@ -85,9 +85,12 @@ class EvaluationSummary(BaseModel):
     created_at: UtcDateTime
     started_at: UtcDateTime | None
     finished_at: UtcDateTime | None
+    gate_decision_id: int | None = Field(
+        description="Its newest current gate decision as the candidate, if any"
+    )
 
     @classmethod
-    def of(cls, row: Evaluation) -> Self:
+    def of(cls, row: Evaluation, gate_decision_id: int | None) -> Self:
         candidate, version = row.candidate, row.dataset_version
         return cls(
             id=row.id,
@@ -112,6 +115,7 @@ class EvaluationSummary(BaseModel):
             created_at=row.created_at,
             started_at=row.started_at,
             finished_at=row.finished_at,
+            gate_decision_id=gate_decision_id,
         )
 
 
@@ -119,7 +123,6 @@ class EvaluationDetail(EvaluationSummary):
     provenance: JSONObject
     attempts: int
     aggregates: list[AggregateOut] = Field(description="Empty until the evaluation finished")
-    gate_decision_id: int | None
 
     @classmethod
     def of_detail(
@@ -127,11 +130,10 @@ class EvaluationDetail(EvaluationSummary):
     ) -> Self:
         return cls.model_validate(
             {
-                **EvaluationSummary.of(row).model_dump(),
+                **EvaluationSummary.of(row, gate_decision_id).model_dump(),
                 "provenance": dict(row.provenance or {}),
                 "attempts": row.attempts,
                 "aggregates": [AggregateOut.model_validate(a) for a in aggregates],
-                "gate_decision_id": gate_decision_id,
             }
         )
 
