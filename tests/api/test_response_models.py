@@ -7,6 +7,7 @@ from dataclasses import fields
 from fastapi.testclient import TestClient
 
 from service.api.schemas.decisions import RuleResultOut
+from service.api.schemas.sweeps import SweepRuleOut
 from service.gate.rules import RuleResult
 
 NOT_JSON = {("/v1/datasets/{name}/versions/{version}/jsonl", "get"), ("/dashboard", "get")}
@@ -45,3 +46,6 @@ def test_every_json_route_declares_a_response_model(client: TestClient) -> None:
 
 def test_rule_result_model_mirrors_the_gate_rule_result() -> None:
     assert list(RuleResultOut.model_fields) == [f.name for f in fields(RuleResult)]
+    # a sweep row's rules are a subset of the decision's, field for field
+    for name, field in SweepRuleOut.model_fields.items():
+        assert field.annotation == RuleResultOut.model_fields[name].annotation, name

@@ -9,6 +9,7 @@ from typing import Any
 from fastapi.testclient import TestClient
 from sqlalchemy import event, func, select, update
 
+from service.api.schemas.sweeps import SweepRuleOut
 from service.db.models import DecisionPair, GateDecision
 from service.db.session import unit_of_work
 from tests.seeding import seed_sweeps
@@ -45,8 +46,9 @@ def test_stored_numbers_slices_and_diffs_equal_recomputed(
     assert [r["decision_id"] for r in stored["rows"]] == seeded.decision_ids
     assert all(r["in_domain_lift"] is not None for r in stored["rows"])
     assert stored["rows"][-1]["lift_ci_low"] > 0  # the strongest run lifts significantly
-    for row in stored["rows"]:
-        assert row["rules"] == get(f"/v1/decisions/{row['decision_id']}")["rules"]
+    for row in stored["rows"]:  # each row: the charted numbers of its decision's rules
+        full = get(f"/v1/decisions/{row['decision_id']}")["rules"]
+        assert row["rules"] == [{k: r[k] for k in SweepRuleOut.model_fields} for r in full]
     slices = {d: get(f"/v1/decisions/{d}/slices") for d in seeded.decision_ids}
     assert all(len(s["slices"]) == 5 for s in slices.values())
     pages = [f"/v1/decisions/{d}/diff?{q}" for d in seeded.decision_ids for q in DIFF_QUERIES]

@@ -8,7 +8,7 @@ from typing import TYPE_CHECKING, Literal, Self
 from pydantic import BaseModel, Field
 
 from service.api.schemas.candidates import DiagnosisOut, TrainingPointOut
-from service.api.schemas.decisions import RuleResultOut, Verdict
+from service.api.schemas.decisions import RuleVerdict, Verdict
 from service.api.schemas.evaluations import Progress
 
 if TYPE_CHECKING:
@@ -25,6 +25,26 @@ class SweepSummaryOut(BaseModel):
     @classmethod
     def of(cls, summary: SweepSummary) -> Self:
         return cls.model_validate(asdict(summary))
+
+
+class SweepRuleOut(BaseModel):
+    """The numbers of a rule result that a sweep chart draws (a subset of
+    :class:`~service.api.schemas.decisions.RuleResultOut`; the message, p-values and power
+    figures are on ``GET /v1/decisions/{decision_id}``)."""
+
+    rule_id: str
+    kind: str
+    metric: str
+    domain: str | None = None
+    cohort: str | None = None
+    verdict: RuleVerdict
+    candidate_value: float | None
+    effect: float | None
+    ci_low: float | None
+    ci_high: float | None
+    n: int | None
+    tolerance: float | None
+    ratio: float | None = None
 
 
 class SweepRowOut(BaseModel):
@@ -66,10 +86,10 @@ class SweepRowOut(BaseModel):
         default_factory=list,
         description="Later submissions of the same weights to this sweep (shown on this row)",
     )
-    rules: list[RuleResultOut] = Field(
+    rules: list[SweepRuleOut] = Field(
         default_factory=list,
-        description="The decision's rule results (as GET /v1/decisions/{decision_id} gives "
-        "them), so one request draws the whole sweep",
+        description="The numbers its charts draw from each of the decision's rule results "
+        "(the full results: GET /v1/decisions/{decision_id}), so one request draws the sweep",
     )
 
     @classmethod
