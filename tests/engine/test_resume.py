@@ -254,4 +254,12 @@ def test_worker_killed_inside_a_phase_resumes_to_the_uninterrupted_rows(
     # nothing lost, nothing twice (the keys are unique), the same as never interrupted
     assert _values(after) == reference_rows
     assert _aggregates(factory, evaluation_id) == reference_aggregates
-    assert _count(factory, GateDecision.candidate_evaluation_id, evaluation_id) == 1
+    # one current decision (a rescore supersedes the ones before it: history, not twice)
+    with unit_of_work(factory, write=False) as session:
+        current = session.scalar(
+            select(func.count()).where(
+                GateDecision.candidate_evaluation_id == evaluation_id,
+                GateDecision.superseded_at.is_(None),
+            )
+        )
+    assert current == 1
