@@ -377,8 +377,11 @@ class TunegateClient:
         params: JSONObject = {"metric": metric, "limit": limit, **filters}
         return self.call(DiffPage, "GET", f"/v1/decisions/{decision_id}/diff", params=params)
 
-    def get_evaluation(self, evaluation_id: int) -> EvaluationDetail:
-        return self.call(EvaluationDetail, "GET", f"/v1/evaluations/{evaluation_id}")
+    def get_evaluation(self, evaluation_id: int, *, wait_seconds: float = 0) -> EvaluationDetail:
+        """The evaluation; ``wait_seconds`` > 0 long-polls (the server answers when its status
+        or progress changes, it ends, or the seconds pass; a busy server answers at once)."""
+        params: JSONObject = {"wait_seconds": wait_seconds} if wait_seconds > 0 else {}
+        return self.call(EvaluationDetail, "GET", f"/v1/evaluations/{evaluation_id}", params=params)
 
     def rescore(self, evaluation_id: int, evaluators: list[str] | None) -> EvaluationDetail:
         """Queue a succeeded evaluation to be scored again from its stored outputs."""

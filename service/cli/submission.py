@@ -151,11 +151,15 @@ def wait_for_decision(
     timeout: float,
     on_progress: ProgressCallback | None = None,
     poll_seconds: float = 1.0,
+    long_poll_seconds: float = 10.0,
 ) -> Outcome:
     """Poll the evaluation (and its baseline) until both end, then fetch the gate decision.
 
-    ``on_progress(evaluation, baseline)`` is called after every poll. The outcome's
-    ``decision`` is ``None`` when either evaluation failed or was cancelled. Raises
+    Each wait is a long-poll (``wait_seconds``) on the one still running — the candidate's
+    evaluation, then the baseline's — so the end is seen within the server's check interval;
+    a server that answers at once (busy, or one without long-polls) is polled every
+    ``poll_seconds``. ``on_progress(evaluation, baseline)`` is called after every poll. The
+    outcome's ``decision`` is ``None`` when either evaluation failed or was cancelled. Raises
     :class:`ClientError` on a timeout.
     """
     deadline = time.monotonic() + timeout
@@ -177,6 +181,19 @@ def wait_for_decision(
                 f"it is {evaluation.status} ({progress.done}/{progress.total} examples)",
                 f"raise --timeout, or check later with `tunegate eval show {evaluation_id}`",
             )
+        watched = evaluation if evaluation.status != "succeeded" or baseline is None else baseline
+        wait = min(long_poll_seconds, 30.0, deadline - time.monotonic())  # the server: <= 30
+        _wait_for_change(client, watched, wait, poll_seconds)
+
+
+def _wait_for_change(
+    client: TunegateClient, seen: EvaluationDetail, wait: float, poll_seconds: float
+) -> None:
+    """Long-poll ``seen``'s evaluation; sleep ``poll_seconds`` when the server did not wait."""
+    started = time.monotonic()
+    fresh = client.get_evaluation(seen.id, wait_seconds=max(wait, 0.0))
+    unchanged = (fresh.status, fresh.progress) == (seen.status, seen.progress)
+    if unchanged and time.monotonic() - started < min(wait, poll_seconds) / 2:
         time.sleep(poll_seconds)
 
 

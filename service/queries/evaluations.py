@@ -45,3 +45,14 @@ def waiting_on(session: Session, baseline_evaluation_id: int) -> list[Evaluation
             )
         )
     )
+
+
+def progress_state(session: Session, evaluation_id: int) -> tuple[str, int, int] | None:
+    """(status, examples done, examples total) of one evaluation — a primary-key read for
+    long-polls; ``None`` when it does not exist."""
+    row = session.execute(
+        select(Evaluation.status, Evaluation.progress_done, Evaluation.progress_total).where(
+            Evaluation.id == evaluation_id
+        )
+    ).one_or_none()
+    return None if row is None else (row[0], row[1], row[2])

@@ -10,6 +10,7 @@ from fastapi import APIRouter, BackgroundTasks, Query, Request
 from sqlalchemy.orm import Session
 
 from service import evaluation_commands, evaluations, rescoring
+from service.api import long_poll
 from service.api.deps import (
     IdPath,
     OffsetQuery,
@@ -107,8 +108,22 @@ def list_evaluations(
     return EvaluationPage(items=items, total=total, offset=offset, limit=limit)
 
 
+WaitSeconds = Annotated[
+    float,
+    Query(
+        ge=0,
+        le=long_poll.MAX_WAIT_SECONDS,
+        description="Long-poll: answer when the status or progress changes, the evaluation "
+        "has ended, or this many seconds passed (0: at once). A busy server may answer at once.",
+    ),
+]
+
+
 @router.get("/{evaluation_id}", summary="One evaluation with progress and aggregates")
-def get_evaluation(evaluation_id: IdPath, session: SessionDep, _: ReadToken) -> EvaluationDetail:
+def get_evaluation(
+    evaluation_id: IdPath, session: SessionDep, _: ReadToken, wait_seconds: WaitSeconds = 0
+) -> EvaluationDetail:
+    long_poll.wait_for_change(session, evaluation_id, wait_seconds)
     return _detail(session, evaluation_id)
 
 
