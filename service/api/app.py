@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import threading
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from typing import TYPE_CHECKING, Any
@@ -99,6 +100,7 @@ def create_app(settings: Settings | None = None, *, migrate: bool = True) -> Fas
         lifespan=lifespan,
     )
     app.state.settings = settings
+    app.state.stopping = threading.Event()  # set when the server begins to stop (long-polls end)
 
     def body_limit(method: str, path: str) -> BodyLimit:
         if path == "/v1/candidates/upload":

@@ -9,7 +9,9 @@ whole poll interval. The wait is cheap and bounded:
 * a waiting request holds a threadpool thread (the route is sync), so at most
   :data:`MAX_WAITERS` requests wait at once per process; any more are answered at once, as
   a plain read — the client then falls back to its poll interval;
-* ``wait_seconds`` is at most :data:`MAX_WAIT_SECONDS` (the route's query bound).
+* ``wait_seconds`` is at most :data:`MAX_WAIT_SECONDS` (the route's query bound);
+* a stopping server (``app.state.stopping``, set by :func:`service.cli.embedded.uvicorn_server`
+  when uvicorn is asked to exit) answers its waiters at once, so it does not wait for them.
 """
 
 from __future__ import annotations
@@ -31,7 +33,12 @@ _waiters = threading.BoundedSemaphore(MAX_WAITERS)
 
 
 def wait_for_change(
-    session: Session, evaluation_id: int, seconds: float, *, check_seconds: float = CHECK_SECONDS
+    session: Session,
+    evaluation_id: int,
+    seconds: float,
+    *,
+    stopping: threading.Event | None = None,
+    check_seconds: float = CHECK_SECONDS,
 ) -> bool:
     """Return once the evaluation's status or progress differs from what it is now, or it has
     ended, or ``seconds`` passed. Returns ``False`` when it did not wait (no free waiter slot,
@@ -48,7 +55,8 @@ def wait_for_change(
             left = deadline - time.monotonic()
             if left <= 0:
                 return True
-            time.sleep(min(check_seconds, left))
+            if (stopping or threading.Event()).wait(min(check_seconds, left)):
+                return True
             if progress_state(session, evaluation_id) != first:
                 return True
     finally:

@@ -10,7 +10,8 @@ from __future__ import annotations
 import socket
 import threading
 import time
-from types import TracebackType
+from types import FrameType, TracebackType
+from typing import Any
 
 from service.errors import TunegateError
 from service.settings import Settings
@@ -28,6 +29,21 @@ class ServerDidNotStart(TunegateError):
     status_code = 500
 
 
+def uvicorn_server(app: Any, **config: Any) -> Any:
+    """A ``uvicorn.Server`` for ``app`` whose exit (a signal) also sets ``app.state.stopping``,
+    so waiting long-polls answer at once instead of holding the shutdown."""
+    import uvicorn
+
+    stopping: threading.Event = app.state.stopping
+
+    class _Server(uvicorn.Server):
+        def handle_exit(self, sig: int, frame: FrameType | None) -> None:
+            stopping.set()
+            super().handle_exit(sig, frame)
+
+    return _Server(uvicorn.Config(app, **config))
+
+
 class EmbeddedServer:
     """``with EmbeddedServer(settings) as server: ... server.url ...``"""
 
@@ -37,7 +53,8 @@ class EmbeddedServer:
         self.settings = settings
         self.host = host
         self.port = port or free_port(host)
-        self._server: object | None = None
+        self._server: Any = None
+        self._app: Any = None
         self._thread: threading.Thread | None = None
 
     @property
@@ -51,18 +68,12 @@ class EmbeddedServer:
 
     def start(self, timeout: float = 120.0) -> EmbeddedServer:
         """Start serving; returns once the app's lifespan (migrations, worker) has run."""
-        import uvicorn
-
         from service.api.app import create_app
 
-        config = uvicorn.Config(
-            create_app(self.settings),
-            host=self.host,
-            port=self.port,
-            log_level="warning",
-            lifespan="on",
+        self._app = create_app(self.settings)
+        server = uvicorn_server(
+            self._app, host=self.host, port=self.port, log_level="warning", lifespan="on"
         )
-        server = uvicorn.Server(config)
         self._server = server
         self._thread = threading.Thread(target=server.run, name="tunegate-server", daemon=True)
         self._thread.start()
@@ -78,7 +89,8 @@ class EmbeddedServer:
     def stop(self, timeout: float = 60.0) -> None:
         """Ask uvicorn to exit (the lifespan stops the worker) and wait for the thread."""
         if self._server is not None:
-            self._server.should_exit = True  # type: ignore[attr-defined]
+            self._app.state.stopping.set()  # waiting long-polls answer now
+            self._server.should_exit = True
         if self._thread is not None:
             self._thread.join(timeout)
         self._server = self._thread = None

@@ -27,9 +27,8 @@ def serve(
     log_level: str = typer.Option("info", help="uvicorn log level"),
 ) -> None:
     """Start the API (schema brought to head on start; in-process worker by default)."""
-    import uvicorn
-
     from service.api.app import create_app
+    from service.cli.embedded import uvicorn_server
 
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
     settings = get_settings()
@@ -39,12 +38,18 @@ def serve(
         f"(database {settings.sqlalchemy_url.split('@')[-1]}, queue {settings.queue}, "
         f"data {settings.resolved_data_dir})"
     )
-    uvicorn.run(
+    server = uvicorn_server(
         create_app(settings),
         host=host or settings.host,
         port=port or settings.port,
         log_level=log_level,
     )
+    try:
+        server.run()
+    except KeyboardInterrupt:  # a second Ctrl-C (as uvicorn.run)
+        pass
+    if not server.started:  # could not bind, or the lifespan failed (as uvicorn.run)
+        raise typer.Exit(3)
 
 
 def migrate() -> None:

@@ -92,3 +92,16 @@ def test_wait_is_bounded(
     slots.release()
     body, took = _timed_get(client, auth, evaluation_id, 0.3)
     assert took >= 0.3
+
+
+def test_a_stopping_server_ends_the_wait(
+    client: TestClient, auth: Headers, world: dict[str, Any], new_candidate: Callable[..., int]
+) -> None:
+    evaluation_id = _queued(client, auth, new_candidate)
+    stopping = client.app.state.stopping  # type: ignore[attr-defined]
+    timer = threading.Timer(0.5, stopping.set)
+    timer.start()
+    body, took = _timed_get(client, auth, evaluation_id, 20)
+    timer.join()
+    assert body["status"] == "queued"
+    assert 0.4 < took < 5

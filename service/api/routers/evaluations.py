@@ -121,9 +121,14 @@ WaitSeconds = Annotated[
 
 @router.get("/{evaluation_id}", summary="One evaluation with progress and aggregates")
 def get_evaluation(
-    evaluation_id: IdPath, session: SessionDep, _: ReadToken, wait_seconds: WaitSeconds = 0
+    evaluation_id: IdPath,
+    session: SessionDep,
+    _: ReadToken,
+    request: Request,
+    wait_seconds: WaitSeconds = 0,
 ) -> EvaluationDetail:
-    long_poll.wait_for_change(session, evaluation_id, wait_seconds)
+    stopping = getattr(request.app.state, "stopping", None)
+    long_poll.wait_for_change(session, evaluation_id, wait_seconds, stopping=stopping)
     return _detail(session, evaluation_id)
 
 
