@@ -13,7 +13,6 @@ from sqlalchemy.orm import Session
 from service.db.models import Alias, Family, Promotion
 from service.errors import InvalidRequest
 
-PRODUCTION = "production"
 MAX_PAGE = 500
 
 

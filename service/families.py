@@ -19,7 +19,8 @@ from sqlalchemy import select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
-from service.aliases import PRODUCTION, get_alias
+from service.alias_names import PRODUCTION
+from service.aliases import get_alias
 from service.checkpoints import expand_home
 from service.db.models import Alias, Candidate, Family, GatePolicy
 from service.engine.builtin import BUILTIN_MODELS

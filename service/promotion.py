@@ -14,7 +14,8 @@ from __future__ import annotations
 from sqlalchemy.orm import Session
 
 from service import webhooks
-from service.aliases import PRODUCTION, get_alias
+from service.alias_names import PRODUCTION
+from service.aliases import get_alias
 from service.auth import Principal
 from service.db.base import utcnow
 from service.db.models import Alias, Candidate, Evaluation, Family, GateDecision, Promotion

@@ -32,7 +32,7 @@ import httpx
 from pydantic import BaseModel, RootModel, TypeAdapter, ValidationError
 
 from service import errors
-from service.aliases import PRODUCTION
+from service.alias_names import PRODUCTION
 from service.api.schemas.candidates import CandidateDetail, CandidateSubmitted
 from service.api.schemas.common import ErrorOut
 from service.api.schemas.datasets import PushedVersionOut, VersionOut

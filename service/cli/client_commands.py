@@ -16,7 +16,7 @@ from typing import Annotated
 import typer
 from rich.table import Table
 
-from service.aliases import PRODUCTION
+from service.alias_names import PRODUCTION
 from service.api.schemas.sweeps import SweepOut
 from service.cli.client import ClientError, GateNotPassedError
 from service.cli.options import (

@@ -2,13 +2,15 @@
 
 from __future__ import annotations
 
-from typing import Literal, Self
+from typing import TYPE_CHECKING, Literal, Self
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from service.api.schemas.common import PlainText, UtcDateTime
-from service.candidates import CandidateSpec, Submission, TrainingLogText, checkpoint_digest
-from service.db.models import Candidate
+
+if TYPE_CHECKING:  # the CLI parses these models: no database or service code at import
+    from service.candidates import CandidateSpec, Submission, TrainingLogText
+    from service.db.models import Candidate
 
 
 class CandidateMetadata(BaseModel):
@@ -43,6 +45,8 @@ class CandidateMetadata(BaseModel):
         return self
 
     def spec(self, training_log: TrainingLogText | None) -> CandidateSpec:
+        from service.candidates import CandidateSpec
+
         return CandidateSpec(
             family=self.family,
             learning_rate=self.learning_rate,
@@ -70,6 +74,8 @@ class CandidateCreate(CandidateMetadata):
     def log(self) -> TrainingLogText | None:
         if self.training_log is None:
             return None
+        from service.candidates import TrainingLogText
+
         return TrainingLogText(self.training_log, self.training_log_filename)
 
 
@@ -114,6 +120,8 @@ class CandidateOut(BaseModel):
 
     @classmethod
     def of(cls, row: Candidate) -> Self:
+        from service.candidates import checkpoint_digest
+
         return cls(
             id=row.id,
             family=row.family.name,

@@ -2,12 +2,16 @@
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 from pydantic import BaseModel
 
 from service.api.schemas.common import Page, UtcDateTime
-from service.datasets import DatasetSummary
-from service.db.models import DatasetExample, DatasetVersion
 from service.jsontypes import JSONObject
+
+if TYPE_CHECKING:  # the CLI parses these models: no database or service code at import
+    from service.datasets import DatasetSummary
+    from service.db.models import DatasetExample, DatasetVersion
 
 
 class DatasetOut(BaseModel):

@@ -6,7 +6,7 @@ from typing import Literal
 
 from pydantic import BaseModel, Field
 
-from service.aliases import PRODUCTION
+from service.alias_names import PRODUCTION
 from service.api.schemas.common import DbId, Page, PlainText, UtcDateTime
 
 Verdict = Literal["pass", "fail"]

@@ -3,14 +3,16 @@
 from __future__ import annotations
 
 from dataclasses import asdict
-from typing import Annotated, Self
+from typing import TYPE_CHECKING, Annotated, Self
 
 from pydantic import BaseModel, ConfigDict, Field
 
 from service.api.schemas.common import DbId, Page, PlainText, UtcDateTime
-from service.db.models import Aggregate, Evaluation
-from service.evaluations import ResultRow
 from service.jsontypes import JSONObject
+
+if TYPE_CHECKING:  # the CLI parses these models: no database or service code at import
+    from service.db.models import Aggregate, Evaluation
+    from service.evaluations import ResultRow
 
 
 class EvaluationCreate(BaseModel):

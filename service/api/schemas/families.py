@@ -2,12 +2,16 @@
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 from pydantic import BaseModel, ConfigDict, Field
 
 from service.api.schemas.common import PlainText, ResourceName, UtcDateTime
-from service.db.models import Alias, GatePolicy
-from service.families import FamilyDetail
 from service.jsontypes import JSONObject
+
+if TYPE_CHECKING:  # the CLI parses these models: no database or service code at import
+    from service.db.models import Alias, GatePolicy
+    from service.families import FamilyDetail
 
 
 class FamilyCreate(BaseModel):

@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
-from typing import Self
+from typing import TYPE_CHECKING, Self
 
 from pydantic import BaseModel
 
 from service.api.schemas.common import Page, UtcDateTime
-from service.db.models import Promotion
+
+if TYPE_CHECKING:  # the CLI parses these models: no database code at import
+    from service.db.models import Promotion
 
 
 class PromotionOut(BaseModel):
