@@ -70,18 +70,11 @@ def weights_identity(kind: str, base_model: str, digests: dict[str, str] | None)
     return json.dumps([kind, base_model, digests or {}], sort_keys=True)
 
 
-def groups(factory: sessionmaker[Session], ids: Sequence[int], size: int) -> list[list[int]]:
-    """``ids`` (claimable evaluations, oldest first) in groups that can run together, at most
-    ``size`` each, in the order of their oldest member.
-
-    The same weights twice in one group would both be generated; the later one is held back
-    in a group of its own, run after the rest, so that it reuses the first one's outputs (as
-    two submissions of one checkpoint do when they run one after the other).
-    """
-    if size <= 1 or len(ids) <= 1:
-        return [[i] for i in ids]
-    with unit_of_work(factory, write=False) as session:
-        rows = session.execute(
+def _grouping_rows(session: Session, *where: Any) -> list[Any]:
+    """(id, kind, base model, dataset version, config, digests) of the evaluations matching
+    ``where``, oldest first: what :func:`group_key` and :func:`weights_identity` read."""
+    return list(
+        session.execute(
             select(
                 Evaluation.id,
                 Candidate.kind,
@@ -91,8 +84,15 @@ def groups(factory: sessionmaker[Session], ids: Sequence[int], size: int) -> lis
                 Candidate.digests,
             )
             .join(Candidate, Candidate.id == Evaluation.candidate_id)
-            .where(Evaluation.id.in_(ids))
+            .where(*where)
+            .order_by(Evaluation.created_at, Evaluation.id)
         ).all()
+    )
+
+
+def _partition(ids: Sequence[int], rows: Sequence[Any], size: int) -> list[list[int]]:
+    """``ids`` in groups of at most ``size`` sharing a :func:`group_key`, in the order of their
+    first member; the same weights twice in one group go to groups of their own, last."""
     keys = {row[0]: group_key(row[1], row[2], row[3], row[4]) for row in rows}
     identities = {row[0]: weights_identity(row[1], row[2], row[5]) for row in rows}
     out: list[list[int]] = []
@@ -119,46 +119,41 @@ def groups(factory: sessionmaker[Session], ids: Sequence[int], size: int) -> lis
     return out + repeats
 
 
+def groups(factory: sessionmaker[Session], ids: Sequence[int], size: int) -> list[list[int]]:
+    """``ids`` (claimable evaluations, oldest first) in groups that can run together, at most
+    ``size`` each, in the order of their oldest member.
+
+    The same weights twice in one group would both be generated; the later one is held back
+    in a group of its own, run after the rest, so that it reuses the first one's outputs (as
+    two submissions of one checkpoint do when they run one after the other).
+    """
+    if size <= 1 or len(ids) <= 1:
+        return [[i] for i in ids]
+    with unit_of_work(factory, write=False) as session:
+        rows = _grouping_rows(session, Evaluation.id.in_(ids))
+    return _partition(ids, rows, size)
+
+
 def siblings(factory: sessionmaker[Session], evaluation_id: int, size: int) -> list[int]:
-    """Claimable evaluations that can run in one group with ``evaluation_id`` (itself first)."""
+    """Claimable evaluations that can run in one group with ``evaluation_id`` (itself first):
+    the first group of :func:`groups` over it and the claimable evaluations of its base and
+    dataset version."""
     if size <= 1:
         return [evaluation_id]
     with unit_of_work(factory, write=False) as session:
-        row = session.execute(
-            select(
-                Candidate.kind,
-                Candidate.base_model,
-                Evaluation.dataset_version_id,
-                Evaluation.config,
-                Candidate.digests,
-            )
-            .join(Candidate, Candidate.id == Evaluation.candidate_id)
-            .where(Evaluation.id == evaluation_id)
-        ).first()
-        if row is None or group_key(*row[:4]) is None:
+        own = _grouping_rows(session, Evaluation.id == evaluation_id)
+        if not own or group_key(*own[0][1:5]) is None:
             return [evaluation_id]
-        others = session.execute(
-            select(Evaluation.id, Evaluation.config, Candidate.kind, Candidate.digests)
-            .join(Candidate, Candidate.id == Evaluation.candidate_id)
-            .where(
-                lease.claimable(utcnow()),
-                Evaluation.id != evaluation_id,
-                Evaluation.dataset_version_id == row[2],
-                Candidate.base_model == row[1],
-                Candidate.kind.in_(("base", "lora")),
-            )
-            .order_by(Evaluation.created_at, Evaluation.id)
-        ).all()
-    key = group_key(*row[:4])
-    # the same weights twice are not run together: the repeat reuses the first one's outputs
-    identities = {weights_identity(row[0], row[1], row[4])}
-    same: list[int] = []
-    for other_id, config, kind, digests in others:
-        identity = weights_identity(kind, row[1], digests)
-        if group_key(row[0], row[1], row[2], config) == key and identity not in identities:
-            identities.add(identity)
-            same.append(other_id)
-    return [evaluation_id, *same[: size - 1]]
+        others = _grouping_rows(
+            session,
+            lease.claimable(utcnow()),
+            Evaluation.id != evaluation_id,
+            Evaluation.dataset_version_id == own[0][3],
+            Candidate.base_model == own[0][2],
+            Candidate.kind.in_(("base", "lora")),
+        )
+    rows = own + others
+    return _partition([row[0] for row in rows], rows, size)[0]
 
 
 def gather_delay(
