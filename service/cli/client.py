@@ -69,6 +69,10 @@ class ClientError(Exception):
         return f"{text} — {self.fix}" if self.fix else text
 
 
+class ServerUnreachableError(ClientError):
+    """No answer from the server after every retry (connection refused, timeouts)."""
+
+
 class CheckpointNotVisibleError(ClientError):
     """The server cannot see the checkpoint path (missing there, or outside its roots)."""
 
@@ -263,7 +267,7 @@ class TunegateClient:
                 raise ClientError(
                     f"{method} {path} failed", "the server answered with something not JSON"
                 ) from exc
-        raise ClientError(
+        raise ServerUnreachableError(
             f"cannot reach the tunegate server at {self.url}",
             f"{type(last_network_error).__name__}: {last_network_error}",
             "start it with `tunegate serve`, or point --url / TUNEGATE_URL at a running one",

@@ -5,12 +5,17 @@ All three read the server's answers as the client parsed them (the :class:`Decis
 test case per rule, a ``<failure>`` for ``fail`` and ``inconclusive_fail`` (the gate counts
 both as failures); an evaluation that never reached a decision becomes one ``<error>`` case,
 so a CI page never shows a green suite for a gate that did not run.
+
+A sweep submitted in one command (several checkpoints) is reported per candidate instead:
+one test case and one Markdown table row per candidate (:class:`CandidateResult`).
 """
 
 from __future__ import annotations
 
 import math
 import xml.etree.ElementTree as ET
+from collections.abc import Sequence
+from dataclasses import dataclass
 from pathlib import Path
 
 from rich.table import Table
@@ -154,6 +159,59 @@ def junit_xml(
     return '<?xml version="1.0" encoding="UTF-8"?>\n' + ET.tostring(root, encoding="unicode")
 
 
+@dataclass(frozen=True)
+class CandidateResult:
+    """One candidate of a multi-checkpoint submit as the reports show it: its decision, or
+    the error that left it without one (a refused registration, a failed evaluation)."""
+
+    name: str
+    learning_rate: float
+    candidate_id: int | None
+    decision: DecisionOut | None
+    error: str | None = None
+    label: str | None = None
+
+    @property
+    def verdict(self) -> str:
+        """``pass`` | ``fail`` | ``error``."""
+        if self.decision is None or self.error is not None:
+            return "error"
+        return self.decision.verdict
+
+
+def junit_candidates_xml(results: Sequence[CandidateResult], *, suite: str, case_class: str) -> str:
+    """JUnit XML for a sweep: one suite, one ``<testcase>`` per candidate — a ``<failure>``
+    listing its failing rules when its gate failed, an ``<error>`` when it has no decision."""
+    root = ET.Element("testsuites")
+    verdicts = [r.verdict for r in results]
+    counts = {
+        "tests": str(len(results)),
+        "failures": str(verdicts.count("fail")),
+        "errors": str(verdicts.count("error")),
+    }
+    root.attrib.update(counts)
+    attrs = {"name": suite, **counts, "skipped": "0", "time": "0"}
+    testsuite = ET.SubElement(root, "testsuite", attrs)
+    for result in results:
+        case = ET.SubElement(
+            testsuite, "testcase", {"classname": case_class, "name": result.name, "time": "0"}
+        )
+        decision = result.decision
+        if result.verdict == "error" or decision is None:
+            error = result.error or "no gate decision"
+            ET.SubElement(case, "error", {"message": error.splitlines()[0][:500]}).text = error
+        elif result.verdict == "fail":
+            failing = [r for r in decision.rules if r.verdict in FAILING]
+            failure = ET.SubElement(
+                case, "failure", {"message": decision.summary[:500], "type": "fail"}
+            )
+            failure.text = "\n\n".join(f"{rule_label(r)}: {_rule_text(r)}" for r in failing)
+        else:
+            ET.SubElement(case, "system-out").text = decision.summary
+    ET.indent(root)
+    return '<?xml version="1.0" encoding="UTF-8"?>\n' + ET.tostring(root, encoding="unicode")
+
+
 # --- Markdown ------------------------------------------------------------------------------
 
 
@@ -189,6 +247,33 @@ def markdown_summary(
     diagnosis = diagnosis_lines(candidate)
     if diagnosis:
         lines += ["", f"**{_md(diagnosis[0])}**", *(_md(d) for d in diagnosis[1:])]
+    lines.append("")
+    return "\n".join(lines)
+
+
+_MARK = {"pass": "✅ pass", "fail": "❌ **fail**", "error": "⚠️ **error**"}
+
+
+def markdown_candidates(results: Sequence[CandidateResult], *, title: str) -> str:
+    """One Markdown section for a sweep: a headline and one table row per candidate."""
+    verdicts = [r.verdict for r in results]
+    failed, errors = verdicts.count("fail"), verdicts.count("error")
+    total = len(results)
+    headline = f"✅ all {total} candidates pass"
+    if failed or errors:
+        parts = [f"{failed} of {total} failed — promotion refused"] if failed else []
+        parts += [f"{errors} of {total} without a decision (error)"] if errors else []
+        headline = f"❌ {'; '.join(parts)}"
+    lines = [f"## {title}", "", f"**{headline}**", ""]
+    lines += ["| lr | candidate | verdict | label | summary |", "|---:|---:|---|---|---|"]
+    for result in results:
+        decision = result.decision
+        text = result.error or (decision.summary if decision is not None else "")
+        candidate = "—" if result.candidate_id is None else str(result.candidate_id)
+        lines.append(
+            f"| {fmt(result.learning_rate, 3)} | {candidate} | {_MARK[result.verdict]} | "
+            f"{_md(result.label or '—')} | {_md(text)} |"
+        )
     lines.append("")
     return "\n".join(lines)
 

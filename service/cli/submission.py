@@ -16,7 +16,7 @@ from __future__ import annotations
 import tarfile
 import tempfile
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -175,18 +175,76 @@ def wait_for_decision(
                 decision = client.decision_for_evaluation(evaluation_id)
             return Outcome(evaluation, baseline, decision)
         if time.monotonic() >= deadline:
-            progress = evaluation.progress
-            raise ClientError(
-                f"timed out after {timeout:g}s waiting for evaluation {evaluation_id}",
-                f"it is {evaluation.status} ({progress.done}/{progress.total} examples)",
-                f"raise --timeout, or check later with `tunegate eval show {evaluation_id}`",
-            )
+            raise timed_out(evaluation, timeout)
         watched = evaluation if evaluation.status != "succeeded" or baseline is None else baseline
         wait = min(long_poll_seconds, 30.0, deadline - time.monotonic())  # the server: <= 30
-        _wait_for_change(client, watched, wait, poll_seconds)
+        wait_for_change(client, watched, wait, poll_seconds)
 
 
-def _wait_for_change(
+def wait_for_decisions(
+    client: TunegateClient,
+    evaluation_ids: Sequence[int],
+    *,
+    timeout: float,
+    on_progress: ProgressCallback | None = None,
+    poll_seconds: float = 1.0,
+    long_poll_seconds: float = 10.0,
+) -> list[Outcome]:
+    """:func:`wait_for_decision` for several evaluations (a sweep submitted in one command).
+
+    Each round reads every evaluation still open and each distinct baseline once, calls
+    ``on_progress(evaluation, baseline)`` for each open one, and fetches the decision of each
+    that ended. Then it long-polls *one* evaluation — a running one (candidate or baseline),
+    else the first still open — so a sweep holds one of the server's few waiter slots, not
+    one per candidate; the worker runs one evaluation (or one sweep group) at a time, so the
+    running one is where the next change comes from.
+
+    Returns one outcome per id, in order. When ``timeout`` passes, the evaluations still open
+    are returned as last seen (``is_finished`` is false for them; :func:`timed_out` words
+    the error) instead of raising, so the ones that ended keep their decisions.
+    """
+    deadline = time.monotonic() + timeout
+    ended: dict[int, Outcome] = {}
+    while True:
+        evaluations = {i: client.get_evaluation(i) for i in evaluation_ids if i not in ended}
+        shared = {b for e in evaluations.values() if (b := e.baseline_evaluation_id) is not None}
+        baselines = {i: client.get_evaluation(i) for i in sorted(shared)}
+        still_open: dict[int, Outcome] = {}
+        for evaluation_id, evaluation in evaluations.items():
+            baseline_id = evaluation.baseline_evaluation_id
+            baseline = baselines[baseline_id] if baseline_id is not None else None
+            if on_progress is not None:
+                on_progress(evaluation, baseline)
+            if is_finished(evaluation, baseline):
+                decision = None
+                if evaluation.status == "succeeded":
+                    decision = client.decision_for_evaluation(evaluation_id)
+                ended[evaluation_id] = Outcome(evaluation, baseline, decision)
+            else:
+                still_open[evaluation_id] = Outcome(evaluation, baseline, None)
+        if not still_open or time.monotonic() >= deadline:
+            return [ended.get(i) or still_open[i] for i in evaluation_ids]
+        open_rows = [o.evaluation for o in still_open.values()]
+        open_rows += [b for b in baselines.values() if b.status not in _ENDED]
+        watched = next((e for e in open_rows if e.status == "running"), open_rows[0])
+        wait = min(long_poll_seconds, 30.0, deadline - time.monotonic())  # the server: <= 30
+        wait_for_change(client, watched, wait, poll_seconds)
+
+
+_ENDED = frozenset({"succeeded", "failed", "cancelled"})
+
+
+def timed_out(evaluation: EvaluationDetail, timeout: float) -> ClientError:
+    """The error for a wait that ran out of time with ``evaluation`` (as last seen) open."""
+    progress = evaluation.progress
+    return ClientError(
+        f"timed out after {timeout:g}s waiting for evaluation {evaluation.id}",
+        f"it is {evaluation.status} ({progress.done}/{progress.total} examples)",
+        f"raise --timeout, or check later with `tunegate eval show {evaluation.id}`",
+    )
+
+
+def wait_for_change(
     client: TunegateClient, seen: EvaluationDetail, wait: float, poll_seconds: float
 ) -> None:
     """Long-poll ``seen``'s evaluation; sleep ``poll_seconds`` when the server did not wait."""

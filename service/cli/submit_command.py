@@ -24,6 +24,7 @@ from service.cli.options import (
     session,
 )
 from service.cli.submission import CandidateRequest, submit_candidate, wait_for_decision
+from service.cli.sweep_submit import submit_sweep
 from service.cli.waiting import ProgressView, submit_exit_code
 
 
@@ -38,19 +39,31 @@ def parse_tags(tags: list[str]) -> dict[str, str]:
 
 
 def submit(
-    checkpoint: Annotated[Path, typer.Argument(help="Checkpoint folder (LoRA adapter or full)")],
+    checkpoints: Annotated[
+        list[Path],
+        typer.Argument(
+            help="Checkpoint folder(s) (LoRA adapter or full); several: a sweep in one command",
+            metavar="CHECKPOINT",
+        ),
+    ],
     family: Annotated[str, typer.Option("--family", help="Family name")],
-    lr: Annotated[float, typer.Option("--lr", help="Learning rate it was trained with")],
+    lrs: Annotated[
+        list[float],
+        typer.Option("--lr", help="Learning rate it was trained with (one per checkpoint)"),
+    ],
     sweep: Annotated[str | None, typer.Option(help="Sweep name")] = None,
     kind: Annotated[str | None, typer.Option(help="lora | full (default: detected)")] = None,
     dataset: Annotated[
         str | None, typer.Option(help="Eval dataset NAME[@VERSION] (VERSION default latest)")
     ] = None,
-    training_log: Annotated[
-        Path | None, typer.Option(help="trainer_state.json or step JSONL")
+    training_logs: Annotated[
+        list[Path] | None,
+        typer.Option(
+            "--training-log", help="trainer_state.json or step JSONL (none, or one per checkpoint)"
+        ),
     ] = None,
     tag: Annotated[list[str] | None, typer.Option(help="key=value (repeatable)")] = None,
-    name: Annotated[str | None, typer.Option(help="A display name")] = None,
+    name: Annotated[str | None, typer.Option(help="A display name (one checkpoint only)")] = None,
     upload: Annotated[
         bool | None,
         typer.Option(
@@ -71,8 +84,12 @@ def submit(
 ) -> None:
     """Register a candidate and queue its evaluation; with --wait, gate it.
 
+    Several checkpoints (a sweep: one --lr each, in order) are registered and gated in one
+    command; a checkpoint the server refuses is reported and the others still go.
+
     Exit codes: 0 pass (or queued, without --wait), 1 regression (promotion refused),
-    2 error (bad input, server unreachable, evaluation failed, timeout).
+    2 error (bad input, server unreachable, evaluation failed, timeout); for several
+    checkpoints 2 if any has an error, else 1 if any regressed.
     """
     if kind not in (None, "lora", "full"):
         err.print(f"[red]error:[/red] --kind must be lora or full, not {kind!r}")
@@ -84,17 +101,37 @@ def submit(
         )
         raise typer.Exit(EXIT_ERROR)
     with session(url, token, debug) as client:
-        request = CandidateRequest(
-            checkpoint=checkpoint,
-            family=family,
-            learning_rate=lr,
-            kind=kind,
-            sweep=sweep,
-            dataset=dataset,
-            training_log=training_log,
-            tags=parse_tags(tag or []),
-            name=name,
-        )
+        requests = [
+            CandidateRequest(
+                checkpoint=checkpoint,
+                family=family,
+                learning_rate=lr,
+                kind=kind,
+                sweep=sweep,
+                dataset=dataset,
+                training_log=training_log,
+                tags=parse_tags(tag or []),
+                name=name,
+            )
+            for checkpoint, lr, training_log in _per_checkpoint(
+                checkpoints, lrs, training_logs or [], name
+            )
+        ]
+        if len(requests) > 1:
+            raise typer.Exit(
+                submit_sweep(
+                    client,
+                    requests,
+                    upload=upload,
+                    wait=wait,
+                    timeout=timeout,
+                    junit=junit,
+                    summary=summary,
+                    as_json=as_json,
+                )
+            )
+        (request,) = requests
+        lr = request.learning_rate
         candidate = submit_candidate(
             client,
             request,
@@ -149,6 +186,34 @@ def submit(
         }
         emit(as_json, data, lambda: _print_outcome(outcome.decision, candidate, error))
         raise typer.Exit(code)
+
+
+def _per_checkpoint(
+    checkpoints: list[Path], lrs: list[float], training_logs: list[Path], name: str | None
+) -> list[tuple[Path, float, Path | None]]:
+    """(checkpoint, lr, training log) per checkpoint; raises :class:`ClientError` when the
+    repeated options do not pair up with the checkpoints (before anything is sent)."""
+    count = len(checkpoints)
+    if len(lrs) != count:
+        raise ClientError(
+            "cannot submit",
+            f"{count} checkpoint(s) but {len(lrs)} --lr value(s)",
+            "pass one --lr per checkpoint, in the same order",
+        )
+    if training_logs and len(training_logs) != count:
+        raise ClientError(
+            "cannot submit",
+            f"{count} checkpoint(s) but {len(training_logs)} --training-log value(s)",
+            "pass no --training-log, or one per checkpoint in the same order",
+        )
+    if name is not None and count > 1:
+        raise ClientError(
+            "cannot submit",
+            f"--name names one candidate, and {count} checkpoints were given",
+            "leave --name out (each candidate is shown by its learning rate)",
+        )
+    logs: list[Path | None] = list(training_logs) if training_logs else [None] * count
+    return list(zip(checkpoints, lrs, logs, strict=True))
 
 
 def _print_outcome(

@@ -45,18 +45,20 @@ class ProgressView:
     ) -> None:
         self._progress.stop()
 
-    def show(self, role: str, evaluation: EvaluationDetail) -> None:
-        """Add or update the bar named ``role`` from an evaluation record."""
+    def show(self, role: str, evaluation: EvaluationDetail, *, key: str | None = None) -> None:
+        """Add or update the bar named ``role`` (one bar per ``key``, default the role) from
+        an evaluation record."""
+        key = key or role
         total = evaluation.progress.total or None
         done = evaluation.progress.done
         status = evaluation.status
         if evaluation.reused_from_id is not None:
             status += " (reused)"
         description = f"{role} evaluation {evaluation.id}"
-        if role not in self._tasks:
-            self._tasks[role] = self._progress.add_task(description, total=total, status=status)
+        if key not in self._tasks:
+            self._tasks[key] = self._progress.add_task(description, total=total, status=status)
         self._progress.update(
-            self._tasks[role], completed=done, total=total, status=status, description=description
+            self._tasks[key], completed=done, total=total, status=status, description=description
         )
 
     def update(self, evaluation: EvaluationDetail, baseline: EvaluationDetail | None) -> None:
