@@ -33,11 +33,11 @@ from service.dataset_format import (
     canonical_line,
     example_record,
 )
+from service.dataset_ids import IdLedger
 from service.errors import InvalidDataset
 from service.jsontypes import JSONObject
 
 _SCHEMA = (
-    "CREATE TABLE ids (key TEXT PRIMARY KEY, line INTEGER NOT NULL) WITHOUT ROWID",
     "CREATE TABLE examples (record TEXT NOT NULL)",
     "CREATE TABLE heldout (text TEXT NOT NULL)",
 )
@@ -62,6 +62,7 @@ class DatasetSpool:
             self._db.execute("PRAGMA synchronous=OFF")
             for statement in _SCHEMA:
                 self._db.execute(statement)
+            ids = IdLedger(self._db)
             self._db.execute("BEGIN")
         except BaseException:
             self.path.unlink(missing_ok=True)
@@ -69,7 +70,7 @@ class DatasetSpool:
         finally:
             os.close(handle)
         self.max_line_bytes = max_line_bytes
-        self._reader = RecordReader(self._claim, max_depth=max_depth)
+        self._reader = RecordReader(ids.claim, max_depth=max_depth)
         self._hash = hashlib.sha256()
         self._hashing = False  # the generation line is hashed once it is fixed
         self._partial = b""  # the start of a line whose end has not arrived
@@ -150,14 +151,6 @@ class DatasetSpool:
     def _store(self, examples: list[tuple[str]], heldout: list[tuple[str]]) -> None:
         self._db.executemany("INSERT INTO examples (record) VALUES (?)", examples)
         self._db.executemany("INSERT INTO heldout (text) VALUES (?)", heldout)
-
-    def _claim(self, key: str, number: int) -> int | None:
-        try:
-            self._db.execute("INSERT INTO ids (key, line) VALUES (?, ?)", (key, number))
-        except sqlite3.IntegrityError:
-            found = self._db.execute("SELECT line FROM ids WHERE key = ?", (key,)).fetchone()
-            return int(found[0])
-        return None
 
     # --- reading (after finish) ------------------------------------------------------
 

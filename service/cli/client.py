@@ -23,7 +23,7 @@ from __future__ import annotations
 import os
 import time
 import uuid
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TypeVar
@@ -302,14 +302,15 @@ class TunegateClient:
 
     # ---- resources -------------------------------------------------------------------
 
-    def push_dataset(self, name: str, body: bytes | Path) -> PushedVersionOut:
-        """Push JSONL — bytes, or a file sent as it is read (never whole in memory); the
-        same content returns the same (content-addressed) version."""
+    def push_dataset(self, name: str, body: bytes | Path | Iterable[bytes]) -> PushedVersionOut:
+        """Push JSONL — bytes, a file sent as it is read, or chunks made as they are sent
+        (iterated from the start on every attempt); the same content returns the same
+        (content-addressed) version. An error raised while making a chunk propagates."""
         return self.call(
             PushedVersionOut,
             "POST",
             f"/v1/datasets/{name}/versions",
-            content=body if isinstance(body, bytes) else FileChunks(body),
+            content=FileChunks(body) if isinstance(body, Path) else body,
             headers={"Content-Type": "application/x-ndjson"},
         )
 

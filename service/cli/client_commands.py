@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 from rich.table import Table
@@ -33,7 +33,11 @@ from service.cli.options import (
 )
 from service.cli.report_command import report
 from service.cli.submit_command import submit
+from service.errors import InvalidDataset
 from service.jsontypes import JSONObject
+
+if TYPE_CHECKING:
+    from service.dataset_tables import TableLines
 
 # --- dataset / family ------------------------------------------------------------------------
 
@@ -54,11 +58,10 @@ def _pairs(option: str, items: list[str]) -> dict[str, str]:
 
 def _dataset_body(
     file: Path, maps: list[str], sets: list[str], generation: JSONObject
-) -> bytes | Path:
+) -> Path | TableLines:
     """The JSONL to push: the file itself (sent as it is read), or the table it maps to
-    (checked row by row)."""
-    from service.dataset_tables import TABLE_SUFFIXES, table_jsonl
-    from service.errors import InvalidDataset
+    (made and checked row by row as it is sent)."""
+    from service.dataset_tables import TABLE_SUFFIXES, open_table
 
     if file.suffix.lower() not in TABLE_SUFFIXES:
         if maps or sets or generation:
@@ -75,12 +78,12 @@ def _dataset_body(
     if not file.is_file():
         raise ClientError("cannot read the dataset", f"{file} is not a file")
     try:
-        table = table_jsonl(file, _pairs("--map", maps), _pairs("--set", sets), generation)
+        table = open_table(file, _pairs("--map", maps), _pairs("--set", sets), generation)
     except InvalidDataset as exc:
         raise ClientError(f"{file.name} refused", exc.detail) from exc
     if table.ignored_columns:
         err.print(f"columns not used: {', '.join(table.ignored_columns)}", highlight=False)
-    return table.body
+    return table
 
 
 @dataset_app.command("push")
@@ -116,7 +119,10 @@ def dataset_push(
         generation["max_new_tokens"] = max_new_tokens
     with session(url, token, debug) as client:
         body = _dataset_body(file, maps or [], sets or [], generation)
-        v = client.push_dataset(name, body)
+        try:
+            v = client.push_dataset(name, body)
+        except InvalidDataset as exc:  # a bad row of a table, found while it was sent
+            raise ClientError(f"{file.name} refused", exc.detail) from exc
         emit(
             as_json,
             v,

@@ -37,13 +37,20 @@ from service.api.schemas.sweeps import SweepOut
 from service.cli.client import ClientError, TunegateClient
 from service.cli.options import make_console
 from service.cli.report import fmt
-from service.cli.submission import CandidateRequest, is_finished, submit_candidate
+from service.cli.submission import (
+    CandidateRequest,
+    is_finished,
+    submit_candidate,
+    timed_out,
+    wait_for_decisions,
+)
 from service.cli.waiting import ProgressView
 from service.demo import DemoPlan
 
 if TYPE_CHECKING:
     from rich.table import Table
 
+    from service.api.schemas.evaluations import EvaluationDetail
     from service.settings import Settings
 
 console = make_console()
@@ -139,27 +146,25 @@ def _advance(progress: Progress, task: TaskID) -> Callable[[int], None]:
 
 
 def _wait_all(client: TunegateClient, submitted: list[CandidateSubmitted], timeout: float) -> None:
-    """Show every evaluation (and the shared baseline) until all are decided or failed."""
-    deadline = time.monotonic() + timeout
+    """Show every evaluation (and the shared baseline) until all are decided or failed:
+    :func:`wait_for_decisions`, one long-poll at a time on the running evaluation."""
+    labels: dict[int, str] = {}
+    for candidate in submitted:
+        if candidate.evaluation_id is None:  # the demo always asks for an evaluation
+            raise ClientError("demo", f"candidate {candidate.id} has no evaluation")
+        labels[candidate.evaluation_id] = f"lr {candidate.learning_rate or 0:g}"
     view = ProgressView(console)
+
+    def show(evaluation: EvaluationDetail, baseline: EvaluationDetail | None) -> None:
+        if baseline is not None:
+            view.show("baseline", baseline)
+        view.show(labels[evaluation.id], evaluation)
+
     with view:
-        while True:
-            done = True
-            for candidate in submitted:
-                if candidate.evaluation_id is None:  # the demo always asks for an evaluation
-                    raise ClientError("demo", f"candidate {candidate.id} has no evaluation")
-                evaluation = client.get_evaluation(candidate.evaluation_id)
-                baseline_id = evaluation.baseline_evaluation_id
-                baseline = client.get_evaluation(baseline_id) if baseline_id is not None else None
-                if baseline is not None:
-                    view.show("baseline", baseline)
-                view.show(f"lr {candidate.learning_rate or 0:g}", evaluation)
-                done = done and is_finished(evaluation, baseline)
-            if done:
-                return
-            if time.monotonic() > deadline:
-                raise ClientError("demo timed out", f"evaluations still running after {timeout}s")
-            time.sleep(1.0)
+        outcomes = wait_for_decisions(client, list(labels), timeout=timeout, on_progress=show)
+    for outcome in outcomes:
+        if not is_finished(outcome.evaluation, outcome.baseline):
+            raise timed_out(outcome.evaluation, timeout)
 
 
 def demo(

@@ -15,6 +15,7 @@ import anyio.to_thread
 from fastapi import APIRouter, Depends, Path, Query, Request, Response
 from starlette.background import BackgroundTask
 from starlette.datastructures import UploadFile
+from starlette.requests import ClientDisconnect
 from starlette.responses import FileResponse
 
 from service import datasets
@@ -95,9 +96,12 @@ async def streamed_push(
         )
     )
     try:
-        async with aclosing(_jsonl_chunks(request)) as chunks:
-            async for chunk in chunks:
-                await anyio.to_thread.run_sync(spool.feed, chunk)
+        try:
+            async with aclosing(_jsonl_chunks(request)) as chunks:
+                async for chunk in chunks:
+                    await anyio.to_thread.run_sync(spool.feed, chunk)
+        except ClientDisconnect as exc:  # e.g. the CLI found a bad table row while sending
+            raise InvalidDataset("the push was cut off: the client left before its end") from exc
         yield await anyio.to_thread.run_sync(spool.finish)
     finally:
         spool.close()
