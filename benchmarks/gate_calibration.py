@@ -21,7 +21,7 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from service.gate.calibration import Rates, binary_rates, continuous_rates, family_false_block
-from service.gate.stats import required_n
+from service.gate.power import required_n
 
 TOL = 0.03
 ALPHA = 0.05

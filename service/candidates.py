@@ -36,7 +36,8 @@ from service.archives import (
     spool,
     unpack_scratch,
 )
-from service.checkpoints import CheckpointInfo, CheckpointKind, expand_home, inspect_checkpoint
+from service.checkpoint_paths import expand_home
+from service.checkpoints import CheckpointInfo, CheckpointKind, inspect_checkpoint
 from service.db.models import Candidate, Evaluation
 from service.db.session import release, savepoint
 from service.errors import (

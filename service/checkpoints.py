@@ -6,26 +6,29 @@ and it reads safetensors headers without materialising a tensor. Everything it
 refuses raises :class:`~service.errors.CheckpointRejected` with the reason.
 
 Refused: a path (or any symlink inside the folder) that resolves outside every
-allowed root; special files (FIFOs, devices); pickle-format weights anywhere in
-the folder, even beside safetensors; code (``*.py`` and compiled modules) or an
+allowed root, and special files (FIFOs, devices), both by
+:mod:`service.checkpoint_paths`; pickle-format weights anywhere in the folder,
+even beside safetensors; code (``*.py`` and compiled modules) or an
 ``auto_map`` in a config (both mean "remote code"); missing required files;
 truncated or inconsistent safetensors files; a shard index naming a missing
 shard or tensor.
+
+:func:`check_adapter_matches_base` refuses a LoRA adapter trained on another
+base, from the names and tensor shapes in the headers.
 """
 
 from __future__ import annotations
 
 import hashlib
 import json
-import os
-import stat
-from collections.abc import Collection, Iterator, Mapping, Sequence
+from collections.abc import Collection, Mapping, Sequence
 from dataclasses import dataclass
 from functools import lru_cache
 from pathlib import Path
 from typing import Literal
 
-from service.errors import CheckpointNotVisible, CheckpointRejected
+from service.checkpoint_paths import resolve_within_roots, resolved_roots, walk_within_roots
+from service.errors import CheckpointRejected
 from service.jsontypes import JSONObject
 
 CheckpointKind = Literal["lora", "full"]
@@ -98,79 +101,6 @@ def _sha256_of(path: str, version: tuple[int, ...], chunk_size: int) -> str:
         while chunk := fh.read(chunk_size):
             h.update(chunk)
     return h.hexdigest()
-
-
-def _within(path: Path, roots: Sequence[Path]) -> bool:
-    return any(path == root or path.is_relative_to(root) for root in roots)
-
-
-def _resolved_roots(roots: Sequence[Path]) -> list[Path]:
-    if not roots:
-        raise CheckpointRejected("no allowed checkpoint roots are configured")
-    return [Path(r).expanduser().resolve() for r in roots]
-
-
-def expand_home(raw: str, what: str = "path") -> Path:
-    """``raw`` as a path with ``~`` / ``~user`` expanded.
-
-    Raises :class:`CheckpointRejected` (422) for a user this machine does not know,
-    where ``Path.expanduser`` would raise a bare RuntimeError.
-    """
-    try:
-        return Path(raw).expanduser()
-    except RuntimeError as exc:
-        raise CheckpointRejected(f"{what} {raw!r} names an unknown user's home") from exc
-
-
-def resolve_within_roots(path: Path, roots: Sequence[Path]) -> Path:
-    """Resolve ``path`` (symlinks and ``..`` included) and require it under an allowed root.
-
-    Returns the real path. Raises ``CheckpointNotVisible`` if it does not exist or
-    resolves outside every root.
-    """
-    real_roots = _resolved_roots(roots)
-    try:
-        real = Path(path).expanduser().resolve(strict=True)
-    except (OSError, RuntimeError) as exc:
-        raise CheckpointNotVisible(f"checkpoint path {str(path)!r} does not exist") from exc
-    if not _within(real, real_roots):
-        raise CheckpointNotVisible(
-            f"checkpoint path {str(path)!r} resolves to {str(real)!r}, outside the allowed roots "
-            f"{[str(r) for r in real_roots]}"
-        )
-    return real
-
-
-def _walk(folder: Path, roots: Sequence[Path]) -> Iterator[tuple[str, Path]]:
-    """Yield (relative name, real path) for every regular file under ``folder``.
-
-    Symlinks are followed only after checking that their target stays under an
-    allowed root; a symlinked directory seen twice (a loop) is not re-entered.
-    """
-    seen_dirs = {folder}
-    stack: list[tuple[str, Path]] = [("", folder)]
-    while stack:
-        prefix, directory = stack.pop()
-        for entry in sorted(os.scandir(directory), key=lambda e: e.name):
-            rel = f"{prefix}{entry.name}"
-            link = Path(entry.path)
-            try:
-                real = link.resolve(strict=True)
-            except (OSError, RuntimeError) as exc:
-                raise CheckpointRejected(f"{rel!r} is a broken or looping symlink") from exc
-            if not _within(real, roots):
-                raise CheckpointRejected(
-                    f"{rel!r} is a symlink to {str(real)!r}, outside the allowed roots"
-                )
-            mode = real.stat().st_mode
-            if stat.S_ISDIR(mode):
-                if real not in seen_dirs:
-                    seen_dirs.add(real)
-                    stack.append((f"{rel}/", real))
-            elif stat.S_ISREG(mode):
-                yield rel, real
-            else:
-                raise CheckpointRejected(f"{rel!r} is not a regular file or directory")
 
 
 def _read_json(path: Path, rel: str) -> JSONObject:
@@ -311,11 +241,11 @@ def inspect_checkpoint(
     folder, its files and their sha256 digests, and the parsed configs.
     Raises ``CheckpointRejected`` with the reason for anything unsafe or broken.
     """
-    real_roots = _resolved_roots(roots)
+    real_roots = resolved_roots(roots)
     folder = resolve_within_roots(path, real_roots)
     if not folder.is_dir():
         raise CheckpointRejected(f"checkpoint {str(path)!r} is not a directory")
-    files = dict(_walk(folder, real_roots))
+    files = dict(walk_within_roots(folder, real_roots))
     for rel in files:
         suffix = Path(rel).suffix.lower()
         if suffix in PICKLE_SUFFIXES:

@@ -94,9 +94,8 @@ def decision_of(row: GateDecision) -> Decision:
 # --- computing and storing -----------------------------------------------------------------
 
 
-def decide_evaluation(session: Session, evaluation: Evaluation) -> GateDecision:
-    """Compute and store (or return the stored) decision of a candidate evaluation vs its
-    baseline, under the family's current policy.
+def _finished_baseline(session: Session, evaluation: Evaluation) -> Evaluation:
+    """The baseline a candidate evaluation is judged against, once both have succeeded.
 
     Raises ``EvaluationNotFinished`` (409) for a baseline evaluation or one of the pair
     not succeeded.
@@ -109,6 +108,17 @@ def decide_evaluation(session: Session, evaluation: Evaluation) -> GateDecision:
     for ev in (evaluation, baseline):
         if ev.status != SUCCEEDED:
             raise EvaluationNotFinished(f"evaluation {ev.id} is {ev.status}, not succeeded")
+    return baseline
+
+
+def decide_evaluation(session: Session, evaluation: Evaluation) -> GateDecision:
+    """Compute and store (or return the stored) decision of a candidate evaluation vs its
+    baseline, under the family's current policy.
+
+    Raises ``EvaluationNotFinished`` (409) for a baseline evaluation or one of the pair
+    not succeeded.
+    """
+    baseline = _finished_baseline(session, evaluation)
     candidate = session.get_one(Candidate, evaluation.candidate_id)
     policy_row = current_policy(session, session.get_one(Family, candidate.family_id))
     existing = decision_queries.find_decision(session, evaluation.id, baseline.id, policy_row.id)
@@ -219,14 +229,7 @@ def decision_for_evaluation(session: Session, evaluation_id: int) -> GateDecisio
     found = decision_queries.latest_decision(session, evaluation_id)
     if found is not None:
         return found
-    if evaluation.baseline_evaluation_id is None:
-        raise EvaluationNotFinished(
-            f"evaluation {evaluation.id} has no baseline to compare with (it is a baseline)"
-        )
-    baseline = session.get_one(Evaluation, evaluation.baseline_evaluation_id)
-    for ev in (evaluation, baseline):
-        if ev.status != SUCCEEDED:
-            raise EvaluationNotFinished(f"evaluation {ev.id} is {ev.status}, not succeeded")
+    _finished_baseline(session, evaluation)
     raise DecisionNotFound(
         f"evaluation {evaluation_id} has no stored decision; POST /v1/decisions"
         f"?evaluation_id={evaluation_id} computes it"

@@ -21,7 +21,7 @@ from sqlalchemy.orm import Session
 
 from service.alias_names import PRODUCTION
 from service.aliases import get_alias
-from service.checkpoints import expand_home
+from service.checkpoint_paths import expand_home
 from service.db.models import Alias, Candidate, Family, GatePolicy
 from service.engine.builtin import BUILTIN_MODELS
 from service.errors import (

@@ -192,6 +192,18 @@ def make_family(
 
 
 @pytest.fixture
+def get(client: TestClient, auth: dict[str, str]) -> Callable[[str], Any]:
+    """GET a path with the admin token; asserts 200 and returns the JSON body."""
+
+    def fetch(path: str) -> Any:
+        response = client.get(path, headers=auth)
+        assert response.status_code == 200, response.text
+        return response.json()
+
+    return fetch
+
+
+@pytest.fixture
 def submit(client: TestClient, auth: dict[str, str]) -> Callable[..., dict[str, Any]]:
     """Register a checkpoint and queue its evaluation on ``qa``; returns the response."""
 

@@ -20,12 +20,8 @@ from sqlalchemy.orm import Session
 from evaluators import loglikelihood as loglikelihood_metrics
 from evaluators import registry
 from service import decisions
-from service.checkpoints import (
-    check_adapter_matches_base,
-    inspect_checkpoint,
-    resolve_within_roots,
-    tensor_shapes,
-)
+from service.checkpoint_paths import resolve_within_roots
+from service.checkpoints import check_adapter_matches_base, inspect_checkpoint, tensor_shapes
 from service.db.models import Evaluation
 from service.db.session import unit_of_work
 from service.engine import lease, reuse, storage

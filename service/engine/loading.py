@@ -30,12 +30,12 @@ from typing import TYPE_CHECKING
 
 import torch
 
+from service.checkpoint_paths import resolve_within_roots
 from service.checkpoints import (
     CheckpointInfo,
     CheckpointKind,
     check_adapter_matches_base,
     inspect_checkpoint,
-    resolve_within_roots,
 )
 from service.errors import CheckpointRejected, ModelLoadError
 

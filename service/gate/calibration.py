@@ -20,7 +20,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from service.gate.stats import PairedResult, holm, paired_comparison
+from service.gate.multiple_testing import holm
+from service.gate.stats import PairedResult, paired_comparison
 
 
 @dataclass(frozen=True)

@@ -3,7 +3,8 @@
 The decision fails when any rule's verdict is ``fail`` or ``inconclusive_fail``; how each
 rule kind is judged is documented in :mod:`service.gate.policy`, the statistics in
 :mod:`service.gate.stats`. Under ``family_wise: holm`` a rule's ``fail`` stands only when its
-Holm-adjusted p-value is below alpha; otherwise it becomes inconclusive.
+Holm-adjusted p-value (:mod:`service.gate.multiple_testing`) is below alpha; otherwise it
+becomes inconclusive.
 """
 
 from __future__ import annotations
@@ -12,10 +13,10 @@ from collections.abc import Iterable
 from dataclasses import dataclass, replace
 from typing import Any, Literal
 
+from service.gate.multiple_testing import holm
 from service.gate.policy import Policy
 from service.gate.rules import RuleResult, RuleVerdict, evaluate_rule
 from service.gate.scores import EvalScores, compare_metric
-from service.gate.stats import holm
 
 __all__ = ["Decision", "EvalScores", "RuleResult", "RuleVerdict", "compare_metric", "decide"]
 

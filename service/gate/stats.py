@@ -46,16 +46,11 @@ Which test decides, and why:
   under-covers at the small n eval sets have (6.0 % false blocks at n = 16 for a nominal
   5 %, 4.4 % with t), and by the central limit theorem t is accurate for a mean of bounded
   scores.
-* **Power**: minimum detectable effect at 80 % power,
-  ``mde = (t_{1-alpha} + t_{0.8}) * sd(d) / sqrt(n)`` (Student quantiles, n - 1 degrees of
-  freedom); the examples needed to resolve the margin ``t`` solve
-  ``n = ((t_{1-alpha} + t_{0.8}) * sd(d) / t) ** 2``.
-* **Family-wise error** (:func:`holm`): a policy judges several rules at once; with nine
-  independent rules at alpha = 0.05 each, a candidate that regressed nowhere beyond its
-  tolerances would be blocked ~37 % of the time at the boundary. Holm's step-down adjusts
-  the rules' *fail* p-values so that the chance of any false block stays <= alpha. It does
-  not touch *pass* (non-inferiority is shown per rule at alpha): the gate's two errors are
-  a false block (family-wise, Holm) and a false pass (per rule).
+* **Power** (:mod:`service.gate.power`): the minimum detectable effect at 80 % power and
+  the examples needed to resolve the margin, Student quantiles with n - 1 degrees of freedom.
+* **Family-wise error** (:mod:`service.gate.multiple_testing`): Holm's step-down adjusts the
+  rules' *fail* p-values so that the chance of any false block across a policy stays <=
+  alpha; *pass* is shown per rule at alpha.
 
 The result says which test decided (``test``). Zero variance, n = 0 and n = 1 are handled
 explicitly: no numpy or scipy warning is ever raised (the test suite turns warnings into
@@ -65,20 +60,15 @@ rules and aggregates), where no pairing or margin is involved.
 
 from __future__ import annotations
 
-import functools
-import math
-from collections.abc import Sequence
 from dataclasses import asdict, dataclass, replace
 from typing import Any, Literal
 
 import numpy as np
 from numpy.typing import ArrayLike, NDArray
-from scipy import special, stats
+from scipy import stats
 
 from service.gate.paired_tests import TestName, exact_binary, is_binary, no_spread, paired_t
-
-POWER = 0.8
-"""The power at which the minimum detectable effect is computed."""
+from service.gate.power import minimum_detectable_effect, required_n
 
 Verdict = Literal["pass", "fail", "inconclusive"]
 MarginKind = Literal["regression", "improvement"]
@@ -175,52 +165,6 @@ def _finite_array(values: ArrayLike, name: str) -> NDArray[np.float64]:
     if not np.all(np.isfinite(array)):
         raise ValueError(f"{name} contains NaN or infinite values")
     return array
-
-
-@functools.lru_cache(maxsize=4096)
-def _q_sum(alpha: float, n: int) -> float:
-    """t_{1-alpha} + t_{POWER} with n - 1 degrees of freedom."""
-    df = max(n - 1, 1)
-    return float(special.stdtrit(df, 1.0 - alpha) + special.stdtrit(df, POWER))
-
-
-def minimum_detectable_effect(sd: float, n: int, alpha: float) -> float:
-    """Smallest shift a one-sided test at ``alpha`` detects with 80 % power."""
-    return _q_sum(alpha, n) * sd / math.sqrt(n)
-
-
-def required_n(sd: float, effect: float, alpha: float) -> int | None:
-    """Paired examples needed to detect ``effect`` at ``alpha`` with 80 % power.
-
-    ``None`` when ``effect`` is 0 (no finite sample resolves it); at least 2.
-    """
-    if effect <= 0:
-        return None
-    normal = float(special.ndtri(1.0 - alpha) + special.ndtri(POWER))
-    n = max(2, math.ceil((normal * sd / effect) ** 2))
-    for _ in range(50):  # fixed point of n = ((t_a + t_b)(n) * sd / effect) ** 2
-        needed = max(2, math.ceil((_q_sum(alpha, n) * sd / effect) ** 2))
-        if needed == n:
-            break
-        n = needed
-    return n
-
-
-def holm(p_values: Sequence[float]) -> list[float]:
-    """Holm's step-down adjusted p-values, in the order given.
-
-    Rejecting every hypothesis whose adjusted p-value is < alpha keeps the family-wise
-    error (any false rejection) <= alpha under any dependence between the tests.
-    """
-    p = np.asarray(p_values, dtype=np.float64)
-    m = p.size
-    if m == 0:
-        return []
-    order = np.argsort(p, kind="stable")
-    stepped = np.maximum.accumulate((m - np.arange(m)) * p[order])
-    adjusted = np.empty(m)
-    adjusted[order] = np.minimum(1.0, stepped)
-    return [float(v) for v in adjusted]
 
 
 def mean_ci(

@@ -78,15 +78,3 @@ def run_worker(client: TestClient) -> Callable[[], int]:
     worker = InProcessWorker(app.state.settings, app.state.sessionmaker)  # type: ignore[attr-defined]
     worker.context.evaluator_sets = _EVALUATORS
     return worker.run_pending
-
-
-@pytest.fixture
-def get(client: TestClient, auth: dict[str, str]) -> Callable[[str], Any]:
-    """GET a path with the admin token; asserts 200 and returns the JSON body."""
-
-    def fetch(path: str) -> Any:
-        response = client.get(path, headers=auth)
-        assert response.status_code == 200, response.text
-        return response.json()
-
-    return fetch

@@ -1,5 +1,5 @@
 """Fixtures for the engine and job tests: the tiny Llama, a context-sensitive twin, real
-adapters, and settings with small chunks.
+adapters, settings with small chunks, and an in-process worker on the test app.
 
 The tiny Llama ties its embeddings, so greedy decoding from random weights just
 repeats the last prompt token, which would make batched-vs-single comparisons
@@ -10,11 +10,15 @@ depends on the whole prompt, so a wrong attention mask or position id shows.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import pytest
+from fastapi.testclient import TestClient
 
 from service.settings import Settings
+from service.worker.inprocess import InProcessWorker
 from tests import models
 from tests.adapters import PIRATE, trained_adapter
 from tests.tiny_setup import model_settings
@@ -70,3 +74,25 @@ def settings(  # overrides the root fixture: models and adapters under real root
         chunk_size=3,
         batch_size=4,
     )
+
+
+@pytest.fixture
+def worker(client: TestClient) -> InProcessWorker:
+    """An in-process worker on the app's settings and database: it runs what the API queued."""
+    app = client.app
+    return InProcessWorker(app.state.settings, app.state.sessionmaker)  # type: ignore[attr-defined]
+
+
+@pytest.fixture
+def submit_and_run(
+    submit: Callable[..., dict[str, Any]], worker: InProcessWorker
+) -> Callable[..., dict[str, Any]]:
+    """``submit`` a checkpoint, then run the queue: its baseline and its own evaluation
+    (asserted: two jobs ran). Returns the submission."""
+
+    def run(checkpoint: Path, **kw: Any) -> dict[str, Any]:
+        submitted = submit(checkpoint, **kw)
+        assert worker.run_pending() == 2  # the baseline, then the candidate
+        return submitted
+
+    return run

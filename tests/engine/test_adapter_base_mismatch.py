@@ -16,7 +16,10 @@ from tests.models import smollm2_dir
 def test_adapter_for_another_base_fails_its_evaluation_with_the_reason(
     client: TestClient,
     auth: dict[str, str],
+    get: Callable[[str], Any],
     make_family: Callable[..., dict[str, Any]],
+    submit: Callable[..., dict[str, Any]],
+    worker: InProcessWorker,
     capitals_adapter: Path,  # trained on the tiny Llama (hidden size 64)
 ) -> None:
     make_family()  # the dataset (and a tiny family we do not use)
@@ -24,21 +27,9 @@ def test_adapter_for_another_base_fails_its_evaluation_with_the_reason(
         "/v1/families", json={"name": "smol", "base_model": str(smollm2_dir())}, headers=auth
     )
     assert created.status_code == 201, created.text
-    submitted = client.post(
-        "/v1/candidates",
-        json={
-            "family": "smol",
-            "checkpoint": str(capitals_adapter),
-            "kind": "lora",
-            "learning_rate": 1e-2,
-            "evaluate": True,
-            "dataset": "qa",
-        },
-        headers=auth,
-    ).json()
-    worker = InProcessWorker(client.app.state.settings, client.app.state.sessionmaker)  # type: ignore[attr-defined]
+    submitted = submit(capitals_adapter, family="smol", lr=1e-2)
     assert run_evaluation(submitted["evaluation_id"], worker.context) == "failed"
-    ev = client.get(f"/v1/evaluations/{submitted['evaluation_id']}", headers=auth).json()
+    ev = get(f"/v1/evaluations/{submitted['evaluation_id']}")
     assert ev["status"] == "failed"
     assert ev["error"].startswith("CheckpointRejected")
     assert "trained on a different base model" in ev["error"]

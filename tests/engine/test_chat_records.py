@@ -4,7 +4,9 @@ prompt are rendered with the model's chat template, as a direct generation rende
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 from fastapi.testclient import TestClient
 
@@ -26,7 +28,13 @@ OWN_SYSTEM = [
 
 
 def test_messages_and_system_prompt_reach_the_model(
-    client: TestClient, auth: dict[str, str], tiny_base: Path, capitals_adapter: Path
+    client: TestClient,
+    auth: dict[str, str],
+    get: Callable[[str], Any],
+    submit: Callable[..., dict[str, Any]],
+    worker: InProcessWorker,
+    tiny_base: Path,
+    capitals_adapter: Path,
 ) -> None:
     rows = [
         {"generation": {"max_new_tokens": 4, "system": SYSTEM}},
@@ -43,24 +51,13 @@ def test_messages_and_system_prompt_reach_the_model(
     assert client.post(
         "/v1/families", json={"name": "tiny", "base_model": str(tiny_base)}, headers=auth
     ).is_success
-    body = {
-        "family": "tiny",
-        "checkpoint": str(capitals_adapter),
-        "kind": "lora",
-        "learning_rate": 1e-2,
-        "evaluate": True,
-        "dataset": "chat",
-    }
-    registered = client.post("/v1/candidates", json=body, headers=auth)
-    assert registered.status_code == 201, registered.text
-    evaluation_id = registered.json()["evaluation_id"]
-    worker = InProcessWorker(client.app.state.settings, client.app.state.sessionmaker)  # type: ignore[attr-defined]
+    evaluation_id = submit(capitals_adapter, lr=1e-2, dataset="chat")["evaluation_id"]
     assert run_evaluation(evaluation_id, worker.context) == "succeeded"
 
-    detail = client.get(f"/v1/evaluations/{evaluation_id}", headers=auth).json()
+    detail = get(f"/v1/evaluations/{evaluation_id}")
     assert detail["config"]["system"] == SYSTEM
     assert detail["provenance"]["generation"]["system"] == SYSTEM
-    results = client.get(f"/v1/evaluations/{evaluation_id}/results", headers=auth).json()
+    results = get(f"/v1/evaluations/{evaluation_id}/results")
     stored = {row["example_key"]: row for row in results["items"]}
     prompts = [CHAT, OWN_SYSTEM, "What do bees make?"]
     with ModelPool(max_bases=1).acquire(tiny_base, adapter_dir=capitals_adapter) as loaded:

@@ -11,11 +11,11 @@ import pytest
 import torch
 from safetensors.torch import save_file
 
+from service.checkpoint_paths import resolve_within_roots
 from service.checkpoints import (
     check_adapter_matches_base,
     inspect_checkpoint,
     read_safetensors_header,
-    resolve_within_roots,
     sha256_file,
     tensor_shapes,
 )

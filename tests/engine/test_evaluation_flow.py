@@ -6,30 +6,20 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from fastapi.testclient import TestClient
-
 from service.worker.inprocess import InProcessWorker
 from tests.forward_count import counting_forward_passes
 
 
-def _worker(client: TestClient) -> InProcessWorker:
-    app = client.app
-    return InProcessWorker(app.state.settings, app.state.sessionmaker)  # type: ignore[attr-defined]
-
-
 def test_candidate_is_evaluated_with_provenance_aggregates_and_decision(
-    client: TestClient,
-    auth: dict[str, str],
+    get: Callable[[str], Any],
     make_family: Callable[..., dict[str, Any]],
-    submit: Callable[..., dict[str, Any]],
+    submit_and_run: Callable[..., dict[str, Any]],
     capitals_adapter: Path,
 ) -> None:
     setup = make_family()
-    submitted = submit(capitals_adapter, lr=1e-2)
-    worker = _worker(client)
-    assert worker.run_pending() == 2  # the baseline and the candidate
+    submitted = submit_and_run(capitals_adapter, lr=1e-2)
 
-    ev = client.get(f"/v1/evaluations/{submitted['evaluation_id']}", headers=auth).json()
+    ev = get(f"/v1/evaluations/{submitted['evaluation_id']}")
     assert ev["status"] == "succeeded", ev["error"]
     n = setup["dataset"]["n_examples"]
     assert ev["progress"] == {"done": n, "total": n}
@@ -52,15 +42,12 @@ def test_candidate_is_evaluated_with_provenance_aggregates_and_decision(
     ppl = next(a for a in ev["aggregates"] if a["metric"] == "perplexity_token")
     assert ppl["mean"] > 1.0
 
-    results = client.get(
-        f"/v1/evaluations/{submitted['evaluation_id']}/results", headers=auth
-    ).json()
-    items = results["items"] if isinstance(results, dict) else results
+    items = get(f"/v1/evaluations/{submitted['evaluation_id']}/results")["items"]
     assert len(items) == n
     assert all("relevance" in row["scores"] for row in items)
 
     assert ev["gate_decision_id"] is not None
-    decision = client.get(f"/v1/decisions/{ev['gate_decision_id']}", headers=auth).json()
+    decision = get(f"/v1/decisions/{ev['gate_decision_id']}")
     assert decision["verdict"] in ("pass", "fail")
     # the shipped policy: the random tiny Llama (baseline and candidate alike) answers with
     # empty strings, which the absolute empty-output threshold judges, and five capitals
@@ -72,32 +59,27 @@ def test_candidate_is_evaluated_with_provenance_aggregates_and_decision(
     assert failed == ["min_improvement:token_f1:in", "threshold:empty_output:all"]
     assert decision["baseline_evaluation_id"] == submitted["baseline_evaluation_id"]
     assert {r["kind"] for r in decision["rules"]} >= {"no_regression", "perplexity_ratio"}
-    diff = client.get(f"/v1/decisions/{ev['gate_decision_id']}/diff?metric=relevance", headers=auth)
-    assert diff.status_code == 200
-    page = diff.json()
+    page = get(f"/v1/decisions/{ev['gate_decision_id']}/diff?metric=relevance")
     assert page["total"] == n
     deltas = [item["delta"] for item in page["items"]]
     assert deltas == sorted(deltas)  # most regressed first
 
 
 def test_same_weights_reuse_rows_and_other_weights_do_not(
-    client: TestClient,
-    auth: dict[str, str],
+    get: Callable[[str], Any],
     make_family: Callable[..., dict[str, Any]],
     submit: Callable[..., dict[str, Any]],
+    worker: InProcessWorker,
     capitals_adapter: Path,
     pirate_adapter: Path,
 ) -> None:
     make_family()
     first = submit(capitals_adapter, lr=1e-2, name="first")
-    worker = _worker(client)
     with counting_forward_passes() as first_run:
         worker.run_pending()
     passes_after_first = worker.context.forward_passes
     assert passes_after_first > 0
-    n = client.get(f"/v1/evaluations/{first['evaluation_id']}", headers=auth).json()["progress"][
-        "total"
-    ]
+    n = get(f"/v1/evaluations/{first['evaluation_id']}")["progress"]["total"]
     assert first_run.examples_generated == 2 * n  # the baseline and the candidate
 
     again = submit(capitals_adapter, lr=1e-2, name="again")
@@ -105,13 +87,11 @@ def test_same_weights_reuse_rows_and_other_weights_do_not(
         worker.run_pending()
     assert worker.context.forward_passes == passes_after_first  # zero forward passes
     assert cached_run.passes == 0  # the model itself ran not once
-    ev = client.get(f"/v1/evaluations/{again['evaluation_id']}", headers=auth).json()
+    ev = get(f"/v1/evaluations/{again['evaluation_id']}")
     assert ev["status"] == "succeeded"
     assert ev["provenance"]["reused_from"] == first["evaluation_id"]
-    rows_a = client.get(f"/v1/evaluations/{first['evaluation_id']}/results", headers=auth).json()
-    rows_b = client.get(f"/v1/evaluations/{again['evaluation_id']}/results", headers=auth).json()
-    items_a = rows_a["items"] if isinstance(rows_a, dict) else rows_a
-    items_b = rows_b["items"] if isinstance(rows_b, dict) else rows_b
+    items_a = get(f"/v1/evaluations/{first['evaluation_id']}/results")["items"]
+    items_b = get(f"/v1/evaluations/{again['evaluation_id']}/results")["items"]
     assert [(r["example_key"], r["output"], r["scores"]) for r in items_a] == [
         (r["example_key"], r["output"], r["scores"]) for r in items_b
     ]
@@ -121,6 +101,6 @@ def test_same_weights_reuse_rows_and_other_weights_do_not(
         worker.run_pending()
     assert worker.context.forward_passes > passes_after_first
     assert other_run.examples_generated == n
-    ev = client.get(f"/v1/evaluations/{other['evaluation_id']}", headers=auth).json()
+    ev = get(f"/v1/evaluations/{other['evaluation_id']}")
     assert ev["status"] == "succeeded"
     assert "reused_from" not in ev["provenance"]

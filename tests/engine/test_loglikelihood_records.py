@@ -4,6 +4,7 @@ generation, stored like generated rows, resumed after a crash, equal to a direct
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -42,7 +43,11 @@ def dataset() -> list[dict[str, Any]]:
 
 @pytest.fixture
 def evaluation(
-    client: TestClient, auth: dict[str, str], tiny_base: Path, capitals_adapter: Path
+    client: TestClient,
+    auth: dict[str, str],
+    submit: Callable[..., dict[str, Any]],
+    tiny_base: Path,
+    capitals_adapter: Path,
 ) -> dict[str, Any]:
     pushed = client.post(
         "/v1/datasets/evidence/versions",
@@ -54,27 +59,18 @@ def evaluation(
         "/v1/families", json={"name": "tiny", "base_model": str(tiny_base)}, headers=auth
     )
     assert family.status_code == 201, family.text
-    body = {
-        "family": "tiny",
-        "checkpoint": str(capitals_adapter),
-        "kind": "lora",
-        "learning_rate": 1e-2,
-        "evaluate": True,
-        "dataset": "evidence",
-    }
-    response = client.post("/v1/candidates", json=body, headers=auth)
-    assert response.status_code == 201, response.text
-    return dict(response.json())
+    return submit(capitals_adapter, lr=1e-2, dataset="evidence")
 
 
 def test_records_are_scored_by_likelihood_and_resume_after_a_crash(
     client: TestClient,
     auth: dict[str, str],
+    get: Callable[[str], Any],
     evaluation: dict[str, Any],
+    worker: InProcessWorker,
     tiny_base: Path,
     capitals_adapter: Path,
 ) -> None:
-    worker = InProcessWorker(client.app.state.settings, client.app.state.sessionmaker)  # type: ignore[attr-defined]
     ctx = worker.context
     calls: list[int] = []
 
@@ -86,17 +82,17 @@ def test_records_are_scored_by_likelihood_and_resume_after_a_crash(
     ctx.after_chunk = crash_once
     evaluation_id = evaluation["evaluation_id"]
     assert run_evaluation(evaluation_id, ctx) == "failed"
-    done_before = client.get(f"/v1/evaluations/{evaluation_id}", headers=auth).json()
+    done_before = get(f"/v1/evaluations/{evaluation_id}")
     assert 0 < done_before["progress"]["done"] < done_before["progress"]["total"] == 13
     assert client.post(f"/v1/evaluations/{evaluation_id}/retry", headers=auth).status_code == 200
     ctx.after_chunk = None
     assert run_evaluation(evaluation_id, ctx) == "succeeded"
 
-    detail = client.get(f"/v1/evaluations/{evaluation_id}", headers=auth).json()
+    detail = get(f"/v1/evaluations/{evaluation_id}")
     assert detail["provenance"]["evaluators"]["loglikelihood"] == "1"
     aggregates = {(a["metric"], a["scope"], a["scope_value"]) for a in detail["aggregates"]}
     assert {("choice_acc", "domain", "out"), ("target_nll", "cohort", "gold")} <= aggregates
-    items = client.get(f"/v1/evaluations/{evaluation_id}/results?limit=100", headers=auth).json()
+    items = get(f"/v1/evaluations/{evaluation_id}/results?limit=100")
     rows = {row["example_key"]: row for row in items["items"]}
     assert len(rows) == 13
 

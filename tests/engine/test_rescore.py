@@ -22,8 +22,8 @@ from service.worker.inprocess import InProcessWorker, runnable_ids
 from tests.forward_count import counting_forward_passes
 
 
-def _results(client: TestClient, auth: dict[str, str], evaluation_id: int) -> dict[str, Any]:
-    page = client.get(f"/v1/evaluations/{evaluation_id}/results?limit=500", headers=auth).json()
+def _results(get: Callable[[str], Any], evaluation_id: int) -> dict[str, Any]:
+    page = get(f"/v1/evaluations/{evaluation_id}/results?limit=500")
     return {r["example_key"]: (r["output"], r["scores"]) for r in page["items"]}
 
 
@@ -57,19 +57,19 @@ def forward_calls(client: TestClient, tiny_base: Path) -> Iterator[Callable[...,
 def test_rescore_and_reuse_under_other_evaluators_run_no_forward_pass(
     client: TestClient,
     auth: dict[str, str],
+    get: Callable[[str], Any],
     make_family: Callable[..., dict[str, Any]],
     submit: Callable[..., dict[str, Any]],
+    submit_and_run: Callable[..., dict[str, Any]],
+    worker: InProcessWorker,
     capitals_adapter: Path,
     forward_calls: Callable[..., list[int]],
 ) -> None:
     make_family()
-    first = submit(capitals_adapter, lr=1e-2, name="first")
-    app = client.app
-    worker = InProcessWorker(app.state.settings, app.state.sessionmaker)  # type: ignore[attr-defined]
-    assert worker.run_pending() == 2
+    first = submit_and_run(capitals_adapter, lr=1e-2, name="first")
     ev_id = first["evaluation_id"]
-    original = client.get(f"/v1/evaluations/{ev_id}", headers=auth).json()
-    before = _results(client, auth, ev_id)
+    original = get(f"/v1/evaluations/{ev_id}")
+    before = _results(get, ev_id)
     assert any("relevance" in scores for _, scores in before.values())
     calls = forward_calls(worker)
 
@@ -81,13 +81,13 @@ def test_rescore_and_reuse_under_other_evaluators_run_no_forward_pass(
     assert queued.status_code == 200, queued.text
     assert queued.json()["status"] == "queued"
     assert worker.run_pending() == 1
-    ev = client.get(f"/v1/evaluations/{ev_id}", headers=auth).json()
+    ev = get(f"/v1/evaluations/{ev_id}")
     assert ev["status"] == "succeeded", ev["error"]
     assert set(ev["provenance"]["evaluators"]) == set(subset)
     assert ev["provenance"]["adapter_probe"] == original["provenance"]["adapter_probe"]
     assert _perplexity(ev) == _perplexity(original)
     assert {a["metric"] for a in ev["aggregates"]} < {a["metric"] for a in original["aggregates"]}
-    after = _results(client, auth, ev_id)
+    after = _results(get, ev_id)
     for key, (output, scores) in after.items():
         assert output == before[key][0]
         assert scores == {m: v for m, v in before[key][1].items() if m in scores}
@@ -98,7 +98,7 @@ def test_rescore_and_reuse_under_other_evaluators_run_no_forward_pass(
     defaults = sorted(registry.default_evaluators())
     client.post(f"/v1/evaluations/{ev_id}/rescore", json={"evaluators": defaults}, headers=auth)
     assert worker.run_pending() == 1
-    assert _results(client, auth, ev_id) == before
+    assert _results(get, ev_id) == before
     assert calls == []
 
     # same weights again under a changed option (the embedding model named explicitly): the
@@ -111,10 +111,10 @@ def test_rescore_and_reuse_under_other_evaluators_run_no_forward_pass(
     )
     again = submit(capitals_adapter, lr=1e-2, name="again")
     assert run_evaluation(again["evaluation_id"], other) == "succeeded"
-    ev = client.get(f"/v1/evaluations/{again['evaluation_id']}", headers=auth).json()
+    ev = get(f"/v1/evaluations/{again['evaluation_id']}")
     assert ev["provenance"]["reused_from"] == ev_id
     assert ev["provenance"]["evaluator_options"]["relevance"]["model_path"]
-    reused = _results(client, auth, again["evaluation_id"])
+    reused = _results(get, again["evaluation_id"])
     assert reused.keys() == before.keys()
     for key, (output, scores) in reused.items():
         assert output == before[key][0]
@@ -155,18 +155,18 @@ def test_rescore_refuses_unknown_evaluators_and_unfinished_evaluations(
 def test_batch_rescore_runs_as_one_group_all_or_none_with_no_forward_pass(
     client: TestClient,
     auth: dict[str, str],
+    get: Callable[[str], Any],
     make_family: Callable[..., dict[str, Any]],
     submit: Callable[..., dict[str, Any]],
+    submit_and_run: Callable[..., dict[str, Any]],
+    worker: InProcessWorker,
     capitals_adapter: Path,
     pirate_adapter: Path,
 ) -> None:
     make_family()
-    first = submit(capitals_adapter, lr=1e-2, name="first")
-    app = client.app
-    worker = InProcessWorker(app.state.settings, app.state.sessionmaker)  # type: ignore[attr-defined]
-    assert worker.run_pending() == 2
+    first = submit_and_run(capitals_adapter, lr=1e-2, name="first")
     ids = [first["evaluation_id"], first["baseline_evaluation_id"]]
-    before = {i: _results(client, auth, i) for i in ids}
+    before = {i: _results(get, i) for i in ids}
     subset = ["collapse", "reference_match"]
 
     # all or none: one evaluation still queued refuses the request, nothing is requeued
@@ -176,7 +176,7 @@ def test_batch_rescore_runs_as_one_group_all_or_none_with_no_forward_pass(
     assert refused.status_code == 409, refused.text
     assert str(waiting) in refused.json()["detail"]
     for evaluation_id in ids:
-        ev = client.get(f"/v1/evaluations/{evaluation_id}", headers=auth).json()
+        ev = get(f"/v1/evaluations/{evaluation_id}")
         assert ev["status"] == "succeeded"
         assert "relevance" in ev["provenance"]["evaluators"]
     assert client.post(f"/v1/evaluations/{waiting}/cancel", headers=auth).status_code == 200
@@ -192,10 +192,10 @@ def test_batch_rescore_runs_as_one_group_all_or_none_with_no_forward_pass(
         assert worker.run_pending() == 2
     assert count.passes == 0
     for evaluation_id in ids:
-        ev = client.get(f"/v1/evaluations/{evaluation_id}", headers=auth).json()
+        ev = get(f"/v1/evaluations/{evaluation_id}")
         assert ev["status"] == "succeeded", ev["error"]
         assert set(ev["provenance"]["evaluators"]) == set(subset)
-        after = _results(client, auth, evaluation_id)
+        after = _results(get, evaluation_id)
         assert after.keys() == before[evaluation_id].keys()
         for key, (output, scores) in after.items():
             old_output, old_scores = before[evaluation_id][key]
@@ -208,14 +208,12 @@ def test_rescore_supersedes_the_decisions_it_touches_and_decides_again(
     client: TestClient,
     auth: dict[str, str],
     make_family: Callable[..., dict[str, Any]],
-    submit: Callable[..., dict[str, Any]],
+    submit_and_run: Callable[..., dict[str, Any]],
+    worker: InProcessWorker,
     capitals_adapter: Path,
 ) -> None:
     make_family()
-    first = submit(capitals_adapter, lr=1e-2, name="first")
-    app = client.app
-    worker = InProcessWorker(app.state.settings, app.state.sessionmaker)  # type: ignore[attr-defined]
-    assert worker.run_pending() == 2
+    first = submit_and_run(capitals_adapter, lr=1e-2, name="first")
     ev_id, baseline_id = first["evaluation_id"], first["baseline_evaluation_id"]
     old = client.get(f"/v1/decisions?evaluation_id={ev_id}", headers=auth)
     assert old.status_code == 200, old.text

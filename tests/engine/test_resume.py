@@ -194,6 +194,7 @@ def test_worker_killed_inside_a_phase_resumes_to_the_uninterrupted_rows(
     settings: Settings,
     make_family: Callable[..., dict[str, Any]],
     submit: Callable[..., dict[str, Any]],
+    worker: InProcessWorker,
     capitals_adapter: Path,
     tmp_path: Path,
     uninterrupted: tuple[dict[tuple[str, ...], tuple[Any, ...]], list[tuple[Any, ...]]],
@@ -204,7 +205,7 @@ def test_worker_killed_inside_a_phase_resumes_to_the_uninterrupted_rows(
     submitted = submit(capitals_adapter, lr=1e-2)
     evaluation_id = submitted["evaluation_id"]
     # the baseline first, here, so the doomed worker only ever holds the candidate
-    context = InProcessWorker(settings, factory).context
+    context = worker.context
     assert run_evaluation(submitted["baseline_evaluation_id"], context) == "succeeded"
     if phase == "scoring":
         # outputs stored, scored by two evaluators only; a rescore with them all then

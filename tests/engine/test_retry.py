@@ -17,14 +17,15 @@ from tests.forward_count import counting_forward_passes
 def test_failed_evaluation_is_retried_from_its_stored_rows(
     client: TestClient,
     auth: dict[str, str],
+    get: Callable[[str], Any],
     make_family: Callable[..., dict[str, Any]],
     submit: Callable[..., dict[str, Any]],
+    worker: InProcessWorker,
     capitals_adapter: Path,
 ) -> None:
     make_family()
     submitted = submit(capitals_adapter, lr=1e-2)
     evaluation_id = submitted["evaluation_id"]
-    worker = InProcessWorker(client.app.state.settings, client.app.state.sessionmaker)  # type: ignore[attr-defined]
     ctx = worker.context
     assert run_evaluation(submitted["baseline_evaluation_id"], ctx) == "succeeded"
 
@@ -33,7 +34,7 @@ def test_failed_evaluation_is_retried_from_its_stored_rows(
 
     ctx.after_chunk = crash
     assert run_evaluation(evaluation_id, ctx) == "failed"
-    failed = client.get(f"/v1/evaluations/{evaluation_id}", headers=auth).json()
+    failed = get(f"/v1/evaluations/{evaluation_id}")
     assert failed["status"] == "failed"
     assert "disk full" in failed["error"]
     done_before = failed["progress"]["done"]
@@ -58,12 +59,10 @@ def test_failed_evaluation_is_retried_from_its_stored_rows(
     total = failed["progress"]["total"]
     assert ctx.forward_passes - passes == (total - done_before) + 1  # the rest + perplexity
     assert count.examples_generated == total - done_before  # seen by the model itself
-    rows = client.get(f"/v1/evaluations/{evaluation_id}/results?limit=500", headers=auth).json()[
-        "items"
-    ]
+    rows = get(f"/v1/evaluations/{evaluation_id}/results?limit=500")["items"]
     keys = [r["example_key"] for r in rows]
     assert len(keys) == len(set(keys)) == total
-    detail = client.get(f"/v1/evaluations/{evaluation_id}", headers=auth).json()
+    detail = get(f"/v1/evaluations/{evaluation_id}")
     assert detail["attempts"] == 2
     assert detail["gate_decision_id"] is not None
 

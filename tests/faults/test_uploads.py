@@ -36,6 +36,16 @@ def _upload(client: TestClient, auth: Headers, archive: Path) -> tuple[int, str]
     return response.status_code, response.text
 
 
+def _upload_good_adapter(client: TestClient, auth: Headers, tmp_path: Path) -> Path:
+    """Create the family, upload a valid LoRA adapter (asserted: 201); returns where the
+    server keeps it."""
+    api_family(client, auth)
+    archive = tar_gz_folder(write_lora_adapter(tmp_path / "ok" / "adapter"), tmp_path / "ok.tgz")
+    status, text = _upload(client, auth, archive)
+    assert status == 201, text
+    return Path(json.loads(text)["checkpoint_path"])
+
+
 def _left_on_disk(settings: Settings) -> list[str]:
     root = settings.uploads_dir
     if not root.exists():
@@ -90,11 +100,7 @@ def test_million_member_tar_is_refused_early(
 def test_accepted_upload_is_kept_under_its_digest(
     client: TestClient, auth: Headers, settings: Settings, tmp_path: Path
 ) -> None:
-    api_family(client, auth)
-    archive = tar_gz_folder(write_lora_adapter(tmp_path / "ok" / "adapter"), tmp_path / "ok.tgz")
-    status, text = _upload(client, auth, archive)
-    assert status == 201, text
-    path = Path(json.loads(text)["checkpoint_path"])
+    path = _upload_good_adapter(client, auth, tmp_path)
     assert path.parent.parent == settings.uploads_dir
     assert sorted(p.name for p in path.iterdir()) == [
         "adapter_config.json",
@@ -134,13 +140,10 @@ def test_sweep_keeps_what_candidates_refer_to(
 ) -> None:
     from service.upload_sweeper import sweep_uploads
 
-    api_family(client, auth)
-    archive = tar_gz_folder(write_lora_adapter(tmp_path / "ok" / "adapter"), tmp_path / "ok.tgz")
-    status, text = _upload(client, auth, archive)
-    assert status == 201, text
+    kept = _upload_good_adapter(client, auth, tmp_path)
     orphan = settings.uploads_dir / ("0" * 64)
     orphan.mkdir()
     factory = client.app.state.sessionmaker  # type: ignore[attr-defined]
     removed = sweep_uploads(factory, settings.uploads_dir, max_age=-1)
     assert orphan in removed
-    assert Path(json.loads(text)["checkpoint_path"]).is_dir()
+    assert kept.is_dir()

@@ -13,7 +13,7 @@ from service.gate.calibration import (
     continuous_rates,
     family_false_block,
 )
-from service.gate.stats import required_n
+from service.gate.power import required_n
 
 ALPHA = 0.05
 DRAWS = 2000

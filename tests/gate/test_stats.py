@@ -9,15 +9,7 @@ import numpy as np
 import pytest
 from scipy import stats
 
-from service.gate.stats import (
-    PairedResult,
-    holm,
-    improvement_comparison,
-    mean_ci,
-    minimum_detectable_effect,
-    paired_comparison,
-    required_n,
-)
+from service.gate.stats import PairedResult, improvement_comparison, mean_ci, paired_comparison
 
 TOL = 0.03
 T95 = {50: stats.t.ppf(0.95, 49)}
@@ -199,24 +191,6 @@ def test_zero_and_one_example_are_inconclusive(n: int, phrase: str) -> None:
     assert (result.n, result.p_value, result.ci_low, result.test) == (n, None, None, "none")
     assert (result.effect is None) == (n == 0)
     assert phrase in result.message
-
-
-def test_power_figures_use_student_quantiles() -> None:
-    q = stats.t.ppf(0.95, 99) + stats.t.ppf(0.8, 99)
-    assert minimum_detectable_effect(0.2, 100, 0.05) == pytest.approx(q * 0.02)
-    n = required_n(0.2, 0.05, 0.05)
-    assert n is not None
-    q_n = stats.t.ppf(0.95, n - 1) + stats.t.ppf(0.8, n - 1)
-    assert n == math.ceil((q_n * 0.2 / 0.05) ** 2)
-    assert required_n(0.2, 0.0, 0.05) is None
-
-
-def test_holm_matches_the_step_down_definition() -> None:
-    p = [0.01, 0.04, 0.03, 0.005, 0.5]
-    # sorted: 0.005*5=0.025, 0.01*4=0.04, 0.03*3=0.09, 0.04*2=0.08->0.09, 0.5*1=0.5
-    assert holm(p) == pytest.approx([0.04, 0.09, 0.09, 0.025, 0.5])
-    assert holm([]) == []
-    assert holm([0.9, 0.8]) == pytest.approx([1.0, 1.0])
 
 
 def test_invalid_inputs_raise() -> None:
