@@ -2,8 +2,14 @@
 
 Never from the learning rate itself. In this order of precedence:
 
-1. ``collapse`` - degenerate output: a collapse threshold rule (empty outputs, repetition)
-   failed, or the raw signals are extreme (>= 50 % empty outputs, mean repetition >= 0.5).
+1. ``collapse`` - degenerate output, on a degeneration metric (``COLLAPSE_METRICS``: the
+   collapse evaluator's empty outputs and repetition): a threshold rule on one failed; or a
+   regression rule on one (``no_regression``, ``out_of_domain_delta``, any domain) regressed
+   as an out-of-domain rule must for ``forgetting`` (failed, or inconclusive with its point
+   estimate past the tolerance) - a policy may guard collapse by the change against the
+   baseline rather than by an absolute cap; or the raw signals are extreme (>= 50 % empty
+   outputs, mean repetition >= 0.5). Ahead of forgetting and underfit: a looping model has
+   no lift and may lose its out-of-domain answers, but those are symptoms.
    A perplexity blow-up counts toward collapse only *together with* degenerate output.
 2. ``forgetting`` - an out-of-domain rule regressed (it failed, or it is inconclusive
    while its point estimate is already past the tolerance - whether the policy lets an
@@ -39,6 +45,8 @@ REPETITION_COLLAPSE = 0.5
 DEFAULT_LIFT_METRIC = "token_f1"
 DEFAULT_OOD_METRIC = "relevance_reference"
 FAILING = frozenset({"fail", "inconclusive_fail"})
+REGRESSION_KINDS = frozenset({"no_regression", "out_of_domain_delta"})
+"""Comparative rule kinds whose failure is a regression against the baseline."""
 
 
 def lift_metric_of(policy: Policy) -> str:
@@ -75,14 +83,30 @@ class CollapseSignals:
 
     @classmethod
     def from_decision(cls, decision: Decision) -> CollapseSignals:
-        """Read the signals off a decision's threshold and perplexity_ratio rules."""
+        """Read the signals off a decision's threshold and perplexity_ratio rules, and off
+        its regression rules on a collapse metric where no threshold rule measured it (the
+        widest scope first: every example, then a domain, then a cohort)."""
         values: dict[str, float | None] = {}
         for rule in decision.rules:
             if rule.kind == "threshold" and rule.metric in COLLAPSE_METRICS:
                 values.setdefault(rule.metric, rule.candidate_value)
             if rule.kind == "perplexity_ratio":
                 values.setdefault("perplexity_ratio", rule.ratio)
+        compared = [
+            r
+            for r in decision.rules
+            if r.kind in REGRESSION_KINDS
+            and r.metric in COLLAPSE_METRICS
+            and r.candidate_value is not None
+        ]
+        for rule in sorted(compared, key=_breadth):
+            values.setdefault(rule.metric, rule.candidate_value)
         return cls(**values)
+
+
+def _breadth(rule: RuleResult) -> int:
+    """0 for every example, 1 for one domain, 2 for a cohort (sort key: widest first)."""
+    return 2 if rule.cohort else (0 if rule.domain in (None, "all") else 1)
 
 
 @dataclass(frozen=True)
@@ -127,6 +151,9 @@ def _degenerate(decision: Decision, signals: CollapseSignals) -> str | None:
     for rule in decision.rules:
         if rule.kind == "threshold" and rule.metric in COLLAPSE_METRICS and rule.verdict == "fail":
             return f"collapse threshold {rule.metric} failed: {rule.message}"
+    for rule in decision.rules:
+        if rule.kind in REGRESSION_KINDS and rule.metric in COLLAPSE_METRICS and regressed(rule):
+            return f"{_rise_text(rule)}; {rule.rule_id}: {rule.message}"
     if signals.empty_output is not None and signals.empty_output >= EMPTY_OUTPUT_COLLAPSE:
         return f"{signals.empty_output:.0%} of outputs are empty"
     if signals.repetition is not None and signals.repetition >= REPETITION_COLLAPSE:
@@ -143,6 +170,22 @@ def _blowup(decision: Decision, signals: CollapseSignals) -> str | None:
     if ratio is not None and ratio > PERPLEXITY_BLOWUP * max_ratio:
         return f"perplexity ratio {ratio:.3g} > {PERPLEXITY_BLOWUP:g} x the allowed {max_ratio:g}"
     return None
+
+
+def _rise_text(rule: RuleResult) -> str:
+    """``"repetition rose from 0 to 0.9 (+0.9 [0.82, 0.98])"``: a collapse metric's change in its
+    own units (a rise is worse: every collapse metric is lower-is-better)."""
+    if rule.baseline_value is None or rule.candidate_value is None or rule.effect is None:
+        return f"{rule.metric} regressed ({_change_text(rule)})"
+    interval = (
+        f" [{-rule.ci_high:+.4g}, {-rule.ci_low:+.4g}]"
+        if rule.ci_low is not None and rule.ci_high is not None
+        else ""
+    )
+    return (
+        f"{rule.metric} rose from {rule.baseline_value:.3g} to {rule.candidate_value:.3g} "
+        f"({-rule.effect:+.4g}{interval})"
+    )
 
 
 def _lift_text(lift: PairedResult | None) -> str:

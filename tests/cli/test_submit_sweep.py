@@ -34,12 +34,16 @@ def _sweep(live: LiveServer, *args: str) -> tuple[int, str, str]:
     return result.returncode, result.stdout, result.stderr
 
 
-def _candidates(live: LiveServer, **params: str) -> list[dict[str, Any]]:
+def _get(live: LiveServer, path: str, **params: Any) -> Any:
     headers = {"Authorization": f"Bearer {live.token}"}
     with httpx.Client(base_url=live.url, headers=headers, timeout=10) as api:
-        listed = api.get("/v1/candidates", params={"family": "tiny", "limit": 500, **params})
-    assert listed.status_code == 200, listed.text
-    rows: list[dict[str, Any]] = listed.json()
+        response = api.get(path, params=params)
+    assert response.status_code == 200, response.text
+    return response.json()
+
+
+def _candidates(live: LiveServer, **params: str) -> list[dict[str, Any]]:
+    rows: list[dict[str, Any]] = _get(live, "/v1/candidates", family="tiny", limit=500, **params)
     return rows
 
 
@@ -76,10 +80,18 @@ def test_two_adapters_in_one_command_are_gated_together(
     assert "tunegate: tiny sweep one-command (2 candidates)" in text
     assert "❌ 1 of 2 failed — promotion refused" in text
     assert f"| 0.01 | {by_path['capitals']['id']} | ✅ pass |" in text
-    assert f"| 0.02 | {by_path['looping']['id']} | ❌ **fail** |" in text
+    # the looping adapter's label (read from the sweep view): degenerate, not underfit
+    assert f"| 0.02 | {by_path['looping']['id']} | ❌ **fail** | collapse |" in text
     assert err.count("registered candidate") == 2
     assert "gate decision" in out  # each candidate's verdict table
     assert "tunegate: tiny sweep one-command (2 candidates)" in out  # the one-line-each table
+    view = _get(live_server, "/v1/sweeps/tiny/one-command")
+    looping = next(r for r in view["rows"] if r["candidate_id"] == by_path["looping"]["id"])
+    assert looping["label"] == "collapse"
+    assert looping["label_reason"].startswith("degenerate output: repetition rose from 0 to ")
+    assert "no_regression:repetition" in looping["label_reason"]
+    assert looping["repetition"] > 0.5
+    assert view["recommended_rate"] != 2e-2
 
 
 def test_mismatched_lr_count_registers_nothing(

@@ -1,4 +1,5 @@
-"""Sweep labels, one test per case: collapse, forgetting (with and without lift, perplexity
+"""Sweep labels, one test per case: collapse (threshold, regression on a collapse metric),
+forgetting (with and without lift, perplexity
 blow-up with fluent output), underfit, good (and good-but-gate-failed), recommendation."""
 
 from __future__ import annotations
@@ -8,7 +9,7 @@ from typing import Any
 import numpy as np
 import pytest
 
-from service.gate.decision import Decision, RuleResult
+from service.gate.decision import Decision, RuleResult, compare_metric, decide
 from service.gate.labels import (
     CollapseSignals,
     classify_candidate,
@@ -18,6 +19,7 @@ from service.gate.labels import (
 from service.gate.policy import DEFAULT_POLICY, parse_policy
 from service.gate.stats import paired_comparison
 from service.sweeps import recommend, sweep_row
+from tests.gate.factory import base_scores, evaluation, example_ids, shifted
 
 BASE = np.linspace(0.2, 0.6, 40)
 LIFT = paired_comparison(BASE + 0.1 + np.linspace(-0.02, 0.02, 40), BASE, tolerance=0.0)
@@ -70,6 +72,123 @@ def test_degenerate_output_is_collapse() -> None:
     labelled = classify_candidate(_decision(OOD_OK, EMPTY), LIFT)
     assert labelled.label == "collapse"
     assert labelled.reason.startswith("degenerate output: collapse threshold empty_output failed")
+
+
+# The CLI's looping adapter under a relative policy: repetition 0 -> 0.9, no in-domain lift.
+REPETITION_ROSE = _rule(
+    "no_regression:repetition",
+    "fail",
+    domain="all",
+    scope="domain=all",
+    baseline_value=0.0,
+    candidate_value=0.9,
+    effect=-0.9,
+    ci_low=-0.97,
+    ci_high=-0.83,
+    tolerance=0.1,
+    message="regression beyond the tolerance -0.1: upper bound -0.83 < -0.1",
+)
+
+
+@pytest.mark.parametrize("lift", [NO_LIFT, LIFT, None])
+def test_a_regression_on_a_collapse_metric_is_collapse_and_names_it(lift: Any) -> None:
+    labelled = classify_candidate(_decision(OOD_OK, REPETITION_ROSE), lift)
+    assert labelled.label == "collapse"  # not underfit (no lift), not good (a lift)
+    assert labelled.reason.startswith(
+        "degenerate output: repetition rose from 0 to 0.9 (+0.9 [+0.83, +0.97]); "
+        "no_regression:repetition: regression beyond the tolerance -0.1"
+    )
+    assert CollapseSignals.from_decision(_decision(REPETITION_ROSE)).repetition == 0.9
+
+
+RELATIVE = parse_policy(
+    """
+rules:
+  - {kind: no_regression, metric: repetition, tolerance: 0.1}
+  - {kind: no_regression, metric: token_f1, domain: out, tolerance: 0.1}
+"""
+)
+
+
+@pytest.mark.parametrize(
+    ("shifts", "label"),
+    [
+        ({("in", "repetition"): 0.6, ("out", "repetition"): 0.6}, "collapse"),
+        ({("in", "repetition"): 0.02}, "underfit"),
+        ({("out", "token_f1"): -0.3}, "forgetting"),
+        ({("in", "token_f1"): 0.1}, "good"),
+    ],
+)
+def test_a_relative_policy_labels_from_the_decided_rules(
+    shifts: dict[tuple[str, str], float], label: str
+) -> None:
+    # no threshold rule: collapse is seen only through the repetition rule's change
+    domains = example_ids(30, 30)
+    base = base_scores(domains)
+    baseline = evaluation(domains, base)
+    candidate = evaluation(domains, shifted(base, domains, shifts))
+    decision = decide(RELATIVE, candidate, baseline)
+    lift = compare_metric(candidate, baseline, "token_f1", RELATIVE, domain="in")
+    labelled = classify_candidate(decision, lift)
+    assert labelled.label == label, labelled.reason
+    if label == "collapse":
+        assert labelled.reason.startswith("degenerate output: repetition rose from 0.104 to 0.704")
+        assert "no_regression:repetition:all: regression beyond the tolerance" in labelled.reason
+
+
+def test_collapse_comes_before_forgetting() -> None:
+    empty_rose = _rule(
+        "no_regression:empty_output:out",
+        "inconclusive_pass",  # short of examples, but the point estimate is past the tolerance
+        baseline_value=0.0,
+        candidate_value=0.3,
+        effect=-0.3,
+        ci_low=-0.5,
+        ci_high=-0.02,
+        tolerance=0.1,
+    )
+    labelled = classify_candidate(_decision(OOD_LOST, empty_rose), LIFT)
+    assert labelled.label == "collapse"
+    assert "empty_output rose from 0 to 0.3 (+0.3 [+0.02, +0.5])" in labelled.reason
+
+
+def test_a_collapse_metric_within_its_tolerance_does_not_label() -> None:
+    slightly = _rule(
+        "no_regression:repetition",
+        "pass",
+        baseline_value=0.1,
+        candidate_value=0.12,
+        effect=-0.02,
+        ci_low=-0.04,
+        ci_high=-0.01,  # a shown rise, but inside the tolerance: not degenerate
+        tolerance=0.1,
+    )
+    assert classify_candidate(_decision(OOD_OK, slightly), NO_LIFT).label == "underfit"
+    assert classify_candidate(_decision(OOD_LOST, slightly), LIFT).label == "forgetting"
+    assert classify_candidate(_decision(OOD_OK, slightly), LIFT).label == "good"
+    assert CollapseSignals.from_decision(_decision(slightly)).repetition == 0.12
+
+
+def test_signals_prefer_the_threshold_then_the_widest_scope() -> None:
+    cohort = _rule("no_regression:repetition:in", "pass", candidate_value=0.4, cohort="billing")
+    domain = _rule("no_regression:repetition:in", "pass", candidate_value=0.3)
+    everything = _rule("no_regression:repetition", "pass", candidate_value=0.2, domain="all")
+    threshold = _rule("threshold:repetition:all", "pass", candidate_value=0.1)
+    read = CollapseSignals.from_decision
+    assert read(_decision(cohort, domain, everything)).repetition == 0.2
+    assert read(_decision(cohort, domain)).repetition == 0.3
+    assert read(_decision(domain, everything, threshold)).repetition == 0.1
+
+
+def test_a_looping_candidate_is_never_recommended() -> None:
+    rows = [
+        sweep_row("looping", 1e-3, _decision(OOD_OK, REPETITION_ROSE), lift=LIFT),
+        sweep_row("clean", 1e-4, _decision(OOD_OK), lift=LIFT),
+    ]
+    assert [r.label for r in rows] == ["collapse", "good"]
+    assert rows[0].repetition == 0.9
+    assert recommend(rows)[0] == 1e-4
+    assert recommend(rows[:1])[0] is None
 
 
 def test_perplexity_blowup_with_degenerate_output_is_collapse() -> None:
