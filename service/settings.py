@@ -83,8 +83,9 @@ class Settings(BaseSettings):
     sweep_gather_seconds: float = Field(
         default=2.0,
         ge=0,
-        description="A worker about to generate waits until the newest queued evaluation "
-        "is this old (the rest of a sweep), at most ten times over; 0 never waits",
+        description="A sweep group, once prepared (base loaded, adapters probed, batch "
+        "measured), admits evaluations that may share its batches until its newest member "
+        "was queued this long ago, then generates; 0 runs what is there",
     )
     max_base_models: int = Field(default=2, ge=1)
     max_upload_bytes: int = Field(default=2 * 1024**3, ge=1)

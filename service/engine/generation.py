@@ -10,7 +10,8 @@ compute what it would compute alone.
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
@@ -22,6 +23,9 @@ from service.errors import ModelLoadError
 if TYPE_CHECKING:
     from service.engine.hf import CausalLM, GenerationConfig, Tokenizer
 
+
+#: PEFT's name for a row of a mixed-adapter batch that runs the base model alone.
+BASE_ROW = "__base__"
 
 #: A prompt: one user turn's text, or chat messages (``{"role", "content"}``, last the user's).
 Prompt = str | Sequence[Mapping[str, str]]
@@ -128,6 +132,23 @@ def _answer_ids(row: list[int], eos: set[int]) -> list[int]:
     return row
 
 
+@contextmanager
+def _rows_adapters(model: CausalLM, names: Sequence[str] | None) -> Iterator[dict[str, list[str]]]:
+    """The extra ``generate`` arguments for a batch whose rows run ``names``: a batch of one
+    adapter runs it as the active adapter (or with adapters disabled, for the base), the
+    plain forward; only a batch that mixes adapters names each row (``adapter_names``)."""
+    if names is None:
+        yield {}
+    elif len(set(names)) > 1:
+        yield {"adapter_names": list(names)}
+    elif names[0] == BASE_ROW:
+        with model.disable_adapter():
+            yield {}
+    else:
+        model.set_adapter(names[0])
+        yield {}
+
+
 def generate(
     loaded: LoadedModel,
     prompts: Sequence[Prompt],
@@ -142,9 +163,10 @@ def generate(
     """Greedy answers to ``prompts``, in input order.
 
     ``adapter_names`` (one per prompt) runs each row through its own LoRA adapter of a
-    PEFT model in the same batch (PEFT's mixed-adapter batches; ``"__base__"`` for the
+    PEFT model in the same batch (PEFT's mixed-adapter batches; :data:`BASE_ROW` for the
     base model): one pass serves several candidates, each row computing what it would
-    compute alone.
+    compute alone. A batch whose rows all name one adapter runs it as the active adapter
+    (which it stays after the call).
 
     Batches of ``batch_size`` prompts of similar length, left-padded, under
     ``torch.inference_mode()``; text decoded without special tokens and
@@ -169,16 +191,15 @@ def generate(
         for start in range(0, len(order), batch_size):
             chunk = order[start : start + batch_size]
             input_ids, mask = _left_pad([encoded[i] for i in chunk], tokenizer.pad_token_id)
-            extra: dict[str, list[str]] = {}
-            if adapter_names is not None:
-                extra["adapter_names"] = [adapter_names[i] for i in chunk]
+            names = None if adapter_names is None else [adapter_names[i] for i in chunk]
             try:
-                out = model.generate(
-                    input_ids=input_ids.to(loaded.device),
-                    attention_mask=mask.to(loaded.device),
-                    generation_config=config,
-                    **extra,
-                )
+                with _rows_adapters(model, names) as extra:
+                    out = model.generate(
+                        input_ids=input_ids.to(loaded.device),
+                        attention_mask=mask.to(loaded.device),
+                        generation_config=config,
+                        **extra,
+                    )
             except Exception as exc:
                 raise ModelLoadError(f"generation failed: {exc}") from exc
             for row, index in enumerate(chunk):

@@ -1,72 +1,97 @@
-"""The evaluation job: one function that the in-process and the Celery workers both call.
+"""The evaluation job: what the in-process and the Celery workers both call.
 
-``run_evaluation(evaluation_id, ctx)`` claims the evaluation's lease, reloads its
-rows, and either reuses a finished evaluation with the same cache key (zero forward
-passes) or generates and scores the examples not yet stored, in chunks. Each chunk
-is committed with its progress, so a crash or a restart resumes where it stopped:
-the (evaluation, example) key is unique and done examples are skipped. The
-terminal status is set in a ``finally``.
+:func:`run_evaluation` runs (or resumes) one evaluation; :func:`run_group` runs several of one
+base model, dataset version and generation config together — a sweep in one pass: the base
+is loaded once, every adapter is loaded on it, and batches serve rows of several evaluations
+(:mod:`service.engine.group_generation`). One evaluation is a group of one.
+
+Everything else stays per evaluation, exactly as if it had run alone
+(:mod:`service.engine.phases`): its own lease and heartbeat, checkpoint checks, outputs key
+and reuse, adapter-applied probe, provenance, chunked writes with progress, log-likelihood
+records and perplexity (under its own adapter), aggregates, terminal status and due
+decisions, set in a ``finally``. A cancelled or failing evaluation leaves the group at the
+next chunk; a crash leaves each evaluation with the rows of the chunks committed so far, and
+its next run (alone or in a group) resumes from them: the (evaluation, example) key is unique
+and done examples are skipped.
+
+**Late arrivals join before generation.** Candidates of a sweep are submitted together but
+arrive over a second or two. With ``gather_seconds`` the group, once its members are prepared
+and probed (the base loaded, the batch measured), admits evaluations that may share its
+batches (:func:`~service.engine.sweep_groups.joiners`) until the newest member was queued
+``gather_seconds`` ago, then generates: the wait for the rest of a sweep overlaps the work
+that comes first anyway, instead of adding to it.
 """
 
 from __future__ import annotations
 
-import logging
-from dataclasses import dataclass
-from pathlib import Path
-from typing import Any
+import threading
+import time
+from collections.abc import Sequence
+from contextlib import ExitStack
 
-from sqlalchemy.orm import Session
-
-from evaluators import loglikelihood as loglikelihood_metrics
-from evaluators import registry
-from service import decisions
-from service.checkpoint_paths import resolve_within_roots
-from service.checkpoints import check_adapter_matches_base, inspect_checkpoint, tensor_shapes
-from service.db.models import Evaluation
-from service.db.session import unit_of_work
-from service.engine import lease, reuse, storage
-from service.engine.aggregates import AggregateRow, ExampleScope, compute_aggregates
-from service.engine.builtin import BUILTIN_HUB_NAMES, BUILTIN_MODELS, ensure_builtin
-from service.engine.context import WorkerContext, check_continue
-from service.engine.generation import encode_prompts, generate
-from service.engine.loading import LoadedModel
+from service.db.base import utcnow
+from service.engine import lease
+from service.engine.context import WorkerContext
+from service.engine.generation import encode_prompts
+from service.engine.group_generation import Member, generate_rows
 from service.engine.loglikelihood import is_loglikelihood_record
-from service.engine.model_passes import heldout_perplexity, score_by_likelihood
-from service.engine.probe import BaseLogits, assert_adapter_changes_model
-from service.engine.provenance import folder_weight_digests, library_versions
-from service.engine.scoring import EvaluatorSet
-from service.errors import EvaluationCancelled, ModelLoadError, TunegateError
-from service.lifecycle import CANCELLED, FAILED, SUCCEEDED, EvaluationStatus
-from service.queries.results import done_keys, scores_by_example
-from service.settings import Settings
-
-log = logging.getLogger("tunegate.job")
-
-
-#: Scores that come from the model's forward passes, not from output text: stored and
-#: reused with the outputs, never re-scored from them.
-MODEL_SCORERS = frozenset({loglikelihood_metrics.NAME})
-
-
-def resolve_base_model(name: str, settings: Settings) -> Path:
-    """A built-in name (converted once into the data dir) or a folder under the model roots."""
-    if name in BUILTIN_MODELS:
-        return ensure_builtin(name, settings.resolved_data_dir / "models")
-    return resolve_within_roots(Path(name), settings.allowed_model_roots)
-
-
-def evaluator_names(config: dict[str, Any]) -> tuple[str, ...]:
-    names = config.get("evaluators") or registry.default_evaluators()
-    return tuple(sorted(names))
+from service.engine.phases import (
+    Prepared,
+    by_likelihood_and_perplexity,
+    close,
+    finish_scores,
+    prepare,
+    probe_adapter,
+)
+from service.engine.probe import BaseLogits
+from service.engine.sweep_groups import SHARING_KINDS, joiners, newest_arrival
+from service.lifecycle import FAILED
 
 
 def run_evaluation(evaluation_id: int, ctx: WorkerContext) -> str | None:
     """Run (or resume) one evaluation; returns its final status, or None if not claimed."""
+    return run_group([evaluation_id], ctx)[evaluation_id]
+
+
+def run_group(
+    evaluation_ids: Sequence[int],
+    ctx: WorkerContext,
+    *,
+    gather_seconds: float = 0.0,
+    stop: threading.Event | None = None,
+) -> dict[int, str | None]:
+    """Run (or resume) evaluations together; each one's final status, or None if not claimed.
+
+    ``gather_seconds`` > 0 lets evaluations that arrive meanwhile join before generation
+    (see the module docstring); they are in the result too. ``stop`` cuts that wait short.
+    """
+    members: list[Member] = []
+    results: dict[int, str | None] = dict.fromkeys(evaluation_ids)
+    with ExitStack() as stack:
+        for evaluation_id in evaluation_ids:
+            member = _claim(evaluation_id, ctx, stack)
+            if member is not None:
+                members.append(member)
+        try:
+            _run_members(members, ctx, stack, gather_seconds, stop)
+        except Exception as exc:  # a failure of the shared part: every member still open
+            for member in members:
+                if member.open:
+                    member.fail(exc)
+        finally:
+            for member in members:
+                status = member.status or FAILED
+                error = member.error if member.status else "the job stopped before it finished"
+                held = close(ctx, member.evaluation_id, status, error)
+                results[member.evaluation_id] = status if held else None
+    return results
+
+
+def _claim(evaluation_id: int, ctx: WorkerContext, stack: ExitStack) -> Member | None:
+    """Take the evaluation's lease and start its heartbeat (for as long as ``stack``)."""
     settings = ctx.settings
     if not lease.claim(ctx.factory, evaluation_id, ctx.worker_id, settings.lease_seconds):
         return None
-    status: EvaluationStatus = FAILED
-    error: str | None = "the job stopped before it finished"
     heartbeat = lease.Heartbeat(
         ctx.factory,
         evaluation_id,
@@ -74,284 +99,121 @@ def run_evaluation(evaluation_id: int, ctx: WorkerContext) -> str | None:
         lease_seconds=settings.lease_seconds,
         interval=settings.heartbeat_seconds,
     )
-    try:
-        with heartbeat:
-            status = _run(evaluation_id, ctx, heartbeat)
-            error = None
-    except Exception as exc:
-        status, error = outcome(evaluation_id, exc)
-    finally:
-        held = close(ctx, evaluation_id, status, error)
-    return status if held else None
+    stack.enter_context(heartbeat)
+    return Member(evaluation_id, heartbeat)
 
 
-def outcome(evaluation_id: int, exc: Exception) -> tuple[EvaluationStatus, str]:
-    """The terminal status and error message an exception in a job stands for."""
-    if isinstance(exc, EvaluationCancelled):
-        return CANCELLED, exc.detail
-    if isinstance(exc, TunegateError):
-        return FAILED, f"{type(exc).__name__}: {exc.detail}"
-    log.error("evaluation %s crashed", evaluation_id, exc_info=exc)
-    return FAILED, f"{type(exc).__name__}: {exc}"
-
-
-def close(
-    ctx: WorkerContext, evaluation_id: int, status: EvaluationStatus, error: str | None
-) -> bool:
-    """Record the terminal status (and due decisions) if this worker still holds the lease."""
-    with unit_of_work(ctx.factory) as session:
-        held = storage.finish(session, evaluation_id, ctx.worker_id, status, error)
-        lease.log_event(session, evaluation_id, ctx.worker_id, "released" if held else "lost")
-        if held and status == SUCCEEDED:
-            _decide_due(session, evaluation_id)
-    return held
-
-
-def _decide_due(session: Session, evaluation_id: int) -> None:
-    """Store the gate decisions this success makes due, in the unit of work that records the
-    success: a reader who sees ``succeeded`` also sees the decision. A decision that cannot
-    be computed is logged and left out (``POST /v1/decisions`` retries it); the status stays."""
-    try:
-        with session.begin_nested():
-            decisions.decide_ready(session, evaluation_id)
-    except Exception:
-        log.exception("gate decision after evaluation %s failed", evaluation_id)
-
-
-@dataclass
-class Prepared:
-    """An evaluation ready for its model phase: what to load, what is already stored."""
-
-    evaluation_id: int
-    spec: storage.JobSpec
-    scorers: EvaluatorSet
-    generation_config: dict[str, Any]
-    provenance: dict[str, Any]
-    model_dir: Path
-    adapter_dir: Path | None
-    model_rows: list[AggregateRow]
-    n_done: int
-
-    @property
-    def needs_perplexity(self) -> bool:
-        return bool(self.spec.heldout) and not self.model_rows
-
-    @property
-    def needs_model(self) -> bool:
-        return self.n_done < len(self.spec.examples) or self.needs_perplexity
-
-
-def _run(evaluation_id: int, ctx: WorkerContext, heartbeat: lease.Heartbeat) -> EvaluationStatus:
-    prepared = prepare(evaluation_id, ctx)
-    generated: set[str] = set()
-    if prepared.needs_model:
-        pool = ctx.model_pool()
-        with pool.acquire(prepared.model_dir, adapter_dir=prepared.adapter_dir) as loaded:
-            probe_adapter(prepared, loaded, ctx)
-            generated = _generate_and_score(
-                prepared.spec,
-                ctx,
-                loaded,
-                prepared.scorers,
-                prepared.generation_config,
-                heartbeat,
-            )
-            by_likelihood_and_perplexity(prepared, loaded, ctx, heartbeat)
-    return finish_scores(prepared, ctx, generated)
-
-
-def probe_adapter(
-    prepared: Prepared,
-    loaded: LoadedModel,
-    ctx: WorkerContext,
-    base_logits: BaseLogits | None = None,
-) -> None:
-    """The adapter-applied probe (a LoRA only), recorded in the provenance before any row
-    (``base_logits``: the base's side, shared by the adapters of a group)."""
-    if prepared.adapter_dir is None:
-        return
-    probe = assert_adapter_changes_model(loaded, base_logits=base_logits)
-    prepared.provenance["adapter_probe"] = {
-        "max_abs_delta": probe.max_abs_delta,
-        "mean_abs_delta": probe.mean_abs_delta,
-        "n_tokens": probe.n_tokens,
-    }
-    with unit_of_work(ctx.factory) as session:
-        session.get_one(Evaluation, prepared.evaluation_id).provenance = prepared.provenance
-
-
-def by_likelihood_and_perplexity(
-    prepared: Prepared, loaded: LoadedModel, ctx: WorkerContext, heartbeat: lease.Heartbeat
-) -> None:
-    """The forward passes besides generation: log-likelihood records, held-out perplexity."""
-    score_by_likelihood(prepared.spec, ctx, loaded, prepared.generation_config, heartbeat)
-    if prepared.needs_perplexity:
-        prepared.model_rows = heldout_perplexity(prepared.spec, loaded, ctx)
-
-
-def prepare(evaluation_id: int, ctx: WorkerContext) -> Prepared:
-    """Check the checkpoint, key the outputs, reuse what a same-key evaluation stored."""
-    settings = ctx.settings
-    with unit_of_work(ctx.factory, write=False) as session:
-        spec = storage.load_job(session, evaluation_id)
-
-    names = evaluator_names(spec.config)
-    scorers = ctx.evaluators(names)
-    base_dir = resolve_base_model(spec.base_model, settings)
-    candidate_dir: Path | None = None
-    candidate_digests = spec.candidate_digests
-    if spec.candidate_kind in ("lora", "full"):
-        if not spec.checkpoint_path:
-            raise ModelLoadError(f"candidate {spec.candidate_id} has no checkpoint path")
-        roots = [*settings.allowed_checkpoint_roots, settings.uploads_dir]
-        info = inspect_checkpoint(Path(spec.checkpoint_path), roots, kind=spec.candidate_kind)  # type: ignore[arg-type]
-        candidate_dir = info.path
-        candidate_digests = dict(info.digests)
-        if info.kind == "lora":
-            # the base's shapes from its safetensors headers (nothing loaded); for a
-            # built-in base the adapter's recorded hub name must name it too
-            names = BUILTIN_HUB_NAMES.get(spec.base_model, ())
-            check_adapter_matches_base(info, tensor_shapes(base_dir), base_names=names)
-    base_digests = folder_weight_digests(base_dir) if spec.candidate_kind != "full" else {}
-    generation_config: dict[str, Any] = {
-        "max_new_tokens": int(spec.config.get("max_new_tokens", 64)),
-        "chat_template": bool(spec.config.get("chat_template", True)),
-        "seed": int(spec.config.get("seed", 0)),
-    }
-    if spec.config.get("system") is not None:  # absent when unset: older cache keys hold
-        generation_config["system"] = str(spec.config["system"])
-    versions = dict(scorers.versions)
-    key_config = dict(generation_config)
-    if any(is_loglikelihood_record(e) for e in spec.examples):
-        # log-likelihood scores come from forward passes: they belong with the outputs
-        versions[loglikelihood_metrics.NAME] = loglikelihood_metrics.VERSION
-        key_config["loglikelihood"] = loglikelihood_metrics.VERSION
+def _prepare_and_probe(members: Sequence[Member], ctx: WorkerContext, base: BaseLogits) -> None:
+    """Each member prepared and, when it needs the model, its adapter probed under that
+    adapter alone, as a single run does (``base``: the base's logits, computed once)."""
     pool = ctx.model_pool()
-    dtype = str(pool.dtype).removeprefix("torch.")
-    key = reuse.outputs_key(
-        base_digests=base_digests,
-        candidate_digests=candidate_digests,
-        dataset_digest=spec.dataset_digest,
-        generation=key_config,
-        dtype=dtype,
-    )
-    provenance: dict[str, Any] = {
-        "dataset_digest": spec.dataset_digest,
-        "base_model": spec.base_model,
-        "base_model_digests": base_digests,
-        "candidate_digests": candidate_digests,
-        "generation": generation_config,
-        "dtype": dtype,
-        "device": str(pool.device),
-        "evaluators": versions,
-        "evaluator_options": scorers.options,
-        "libraries": library_versions(),
-        "worker": ctx.worker_id,
-    }
-    with unit_of_work(ctx.factory) as session:
-        evaluation = session.get_one(Evaluation, evaluation_id)
-        evaluation.progress_total = len(spec.examples)
-        evaluation.cache_key = key
-        source = reuse.reuse_outputs(session, key, evaluation_id, with_scores_of=MODEL_SCORERS)
-        if source is not None:
-            evaluation.reused_from_id = source
-        if evaluation.reused_from_id is not None:
-            provenance["reused_from"] = evaluation.reused_from_id
-        reuse.copy_scores(session, key, evaluation_id, scorers.identities)
-        model_rows = reuse.model_aggregates(session, evaluation_id)
-        n_done = len(done_keys(session, evaluation_id))
-        evaluation.provenance = {**(evaluation.provenance or {}), **provenance}
-
-    model_dir = candidate_dir if spec.candidate_kind == "full" else base_dir
-    assert model_dir is not None
-    return Prepared(
-        evaluation_id=evaluation_id,
-        spec=spec,
-        scorers=scorers,
-        generation_config=generation_config,
-        provenance=provenance,
-        model_dir=model_dir,
-        adapter_dir=candidate_dir if spec.candidate_kind == "lora" else None,
-        model_rows=model_rows,
-        n_done=n_done,
-    )
+    for member in members:
+        try:
+            member.prepared = prepared = prepare(member.evaluation_id, ctx)
+            if prepared.needs_model and prepared.adapter_dir is not None:
+                with pool.acquire(prepared.model_dir, adapter_dir=prepared.adapter_dir) as loaded:
+                    probe_adapter(prepared, loaded, ctx, base)
+        except Exception as exc:
+            member.fail(exc)
 
 
-def finish_scores(prepared: Prepared, ctx: WorkerContext, generated: set[str]) -> EvaluationStatus:
-    """Score what was stored before this run (reused or resumed) and write the aggregates.
-
-    Both steps can be cut short by a crash and rerun: scores are committed in chunks and
-    only the missing ones are computed again; the aggregates are computed from the stored
-    scores outside any transaction, then replaced whole in one short unit of work.
-    """
-    spec, evaluation_id = prepared.spec, prepared.evaluation_id
-    reuse.score_stored_outputs(
-        ctx.factory,
-        evaluation_id,
-        [e for e in spec.examples if not is_loglikelihood_record(e)],
-        prepared.scorers,
-        exclude=generated,
-        keep=MODEL_SCORERS,
-        chunk_size=ctx.settings.score_chunk_size,
-        after_chunk=ctx.after_score_chunk,
-    )
-    with unit_of_work(ctx.factory, write=False) as session:
-        scores = scores_by_example(session, evaluation_id)
-    scopes = [ExampleScope(e.id, e.domain, e.cohort) for e in spec.examples]
-    rows = compute_aggregates(scopes, scores) + prepared.model_rows
-    with unit_of_work(ctx.factory) as session:
-        storage.write_aggregates(session, evaluation_id, rows)
-        if ctx.writing_aggregates is not None:
-            ctx.writing_aggregates(evaluation_id, len(rows))
-    return SUCCEEDED
+def _generating(members: Sequence[Member]) -> list[Member]:
+    return [m for m in members if m.open and m.prepared is not None and m.prepared.needs_model]
 
 
-def _generate_and_score(
-    spec: storage.JobSpec,
+def _run_members(
+    members: list[Member],
     ctx: WorkerContext,
-    loaded: LoadedModel,
-    scorers: EvaluatorSet,
-    generation_config: dict[str, Any],
-    heartbeat: lease.Heartbeat,
-) -> set[str]:
-    """Generate and score the examples without a stored output; returns their keys."""
-    with unit_of_work(ctx.factory, write=False) as session:
-        done = done_keys(session, spec.evaluation_id)
-    todo = [e for e in spec.examples if e.id not in done and not is_loglikelihood_record(e)]
-    if not todo:
-        return set()
-    encoded = encode_prompts(
-        loaded.tokenizer,
-        [e.messages if e.messages is not None else e.input for e in todo],
-        chat_template=generation_config["chat_template"],
-        system=generation_config.get("system"),
-    )
-    choice = ctx.batch_sizer().for_generation(loaded, encoded, generation_config["max_new_tokens"])
-    batch = min(choice.batch_size, len(todo))
-    # similar lengths side by side, and chunks of whole batches: as little padding as can be
-    lengths = {e.id: len(ids) for e, ids in zip(todo, encoded, strict=True)}
-    todo.sort(key=lambda e: lengths[e.id])
-    chunk_size = batch * -(-ctx.settings.chunk_size // batch)
-    for start in range(0, len(todo), chunk_size):
-        check_continue(ctx, spec.evaluation_id, heartbeat)
-        chunk = todo[start : start + chunk_size]
-        outputs = generate(
-            loaded,
-            [e.messages if e.messages is not None else e.input for e in chunk],
-            max_new_tokens=generation_config["max_new_tokens"],
-            chat_template=generation_config["chat_template"],
-            system=generation_config.get("system"),
-            batch_size=batch,
-            seed=generation_config["seed"],
+    stack: ExitStack,
+    gather_seconds: float,
+    stop: threading.Event | None,
+) -> None:
+    base_logits: BaseLogits = {}
+    _prepare_and_probe(members, ctx, base_logits)
+    if gather_seconds > 0 and _generating(members):
+        _admit_late_arrivals(members, ctx, stack, gather_seconds, stop, base_logits)
+    active = _generating(members)
+    pool = ctx.model_pool()
+    if active:
+        first = active[0].prepared
+        assert first is not None
+        adapters = [m.prepared.adapter_dir for m in active if m.prepared and m.prepared.adapter_dir]
+        with pool.acquire_mixed(first.model_dir, adapters) as (loaded, names):
+            named = iter(names)
+            for member in active:
+                if member.prepared is not None and member.prepared.adapter_dir is not None:
+                    member.adapter_name = next(named)
+            generate_rows(active, ctx, loaded)
+    for member in active:
+        prepared = member.prepared
+        if not member.open or prepared is None:
+            continue
+        try:
+            with pool.acquire(prepared.model_dir, adapter_dir=prepared.adapter_dir) as loaded:
+                by_likelihood_and_perplexity(prepared, loaded, ctx, member.heartbeat)
+        except Exception as exc:
+            member.fail(exc)
+    for member in members:
+        if member.open and member.prepared is not None:
+            try:
+                member.status = finish_scores(member.prepared, ctx, member.generated)
+            except Exception as exc:
+                member.fail(exc)
+
+
+def _admit_late_arrivals(
+    members: list[Member],
+    ctx: WorkerContext,
+    stack: ExitStack,
+    gather_seconds: float,
+    stop: threading.Event | None,
+    base_logits: BaseLogits,
+) -> None:
+    """Claim, prepare and probe evaluations that may join the group, until the newest member
+    was queued ``gather_seconds`` ago (or the group is full); meanwhile measure the batch."""
+    first = _generating(members)[0].prepared
+    assert first is not None
+    if first.spec.candidate_kind not in SHARING_KINDS:
+        return  # a full fine-tune shares batches with nothing
+    size = ctx.settings.sweep_size
+    measured = False
+    for _ in range(4 * size + 4):  # each pass admits someone or waits once: bounded anyway
+        ids = [m.evaluation_id for m in members]
+        arrived = [m for i in joiners(ctx.factory, ids, size) if (m := _claim(i, ctx, stack))]
+        if arrived:
+            _prepare_and_probe(arrived, ctx, base_logits)
+            members += arrived
+            continue
+        quiet = (utcnow() - newest_arrival(ctx.factory, ids)).total_seconds()
+        delay = gather_seconds - quiet
+        if delay <= 0 or len(members) >= size:
+            return
+        if not measured:  # the batch probe, cached for the generation that follows
+            measured = True
+            _measure_batch(first, ctx)
+            continue
+        if stop is not None:
+            if stop.wait(delay):
+                return
+        else:
+            time.sleep(delay)
+
+
+def _measure_batch(prepared: Prepared, ctx: WorkerContext) -> None:
+    """Run the auto batch probe now (it is cached per model) on the group's real prompts."""
+    config = prepared.generation_config
+    prompts = [
+        e.messages if e.messages is not None else e.input
+        for e in prepared.spec.examples
+        if not is_loglikelihood_record(e)
+    ]
+    if not prompts:
+        return
+    with ctx.model_pool().acquire(prepared.model_dir) as loaded:
+        encoded = encode_prompts(
+            loaded.tokenizer,
+            prompts,
+            chat_template=config["chat_template"],
+            system=config.get("system"),
         )
-        ctx.forward_passes += len(chunk)
-        scores = scorers.score(chunk, [o.text for o in outputs])
-        rows = [
-            storage.ChunkRow(e.id, o.text, o.n_prompt_tokens, o.n_new_tokens, s)
-            for e, o, s in zip(chunk, outputs, scores, strict=True)
-        ]
-        with unit_of_work(ctx.factory) as session:
-            n_done = storage.write_chunk(session, spec.evaluation_id, rows)
-        if ctx.after_chunk is not None:
-            ctx.after_chunk(spec.evaluation_id, n_done)
-    return {e.id for e in todo}
+        ctx.batch_sizer().for_generation(loaded, encoded, config["max_new_tokens"])

@@ -129,15 +129,18 @@ class WorkerRuntime:
 
     def run(self, evaluation_id: int) -> str | None:
         """Run one evaluation in this process; ``None`` when another worker holds it."""
-        from service.engine.sweep import run_group, siblings
+        from service.engine.job import run_group
+        from service.engine.sweep_groups import siblings
 
+        settings = self.settings
         with self._lock:  # one evaluation (or one sweep group) at a time
             self._idle_since = None
             try:
-                if self.settings.sweep_size > 1:  # let the rest of a sweep be queued too
-                    self._gather(evaluation_id)
-                group = siblings(self.factory, evaluation_id, self.settings.sweep_size)
-                status = run_group(group, self.context)[evaluation_id]
+                group = siblings(self.factory, evaluation_id, settings.sweep_size)
+                # the rest of a sweep may still be arriving: the group admits it while it
+                # prepares (run_group's gather)
+                quiet = settings.sweep_gather_seconds if settings.sweep_size > 1 else 0.0
+                status = run_group(group, self.context, gather_seconds=quiet)[evaluation_id]
             finally:
                 self._idle_since = time.monotonic()
         log.info(
@@ -146,18 +149,6 @@ class WorkerRuntime:
             status or "skipped (finished, cancelled or leased by another worker)",
         )
         return status
-
-    def _gather(self, evaluation_id: int) -> None:
-        """Wait (:func:`gather_delay`, at most ten times) until the sweep this evaluation
-        belongs to has been queued; no wait for one already run in a sibling's group, nor
-        when nothing waits to be generated."""
-        from service.engine.sweep import gather_delay
-
-        for _ in range(10):
-            delay = gather_delay(self.factory, self.settings.sweep_gather_seconds, evaluation_id)
-            if delay <= 0:
-                return
-            time.sleep(delay)
 
     def idle_seconds(self) -> float:
         """How long no job has been running here (0 while one runs)."""

@@ -18,8 +18,9 @@ from service.db.base import utcnow
 from service.db.models import Evaluation
 from service.db.session import unit_of_work
 from service.engine.context import WorkerContext
+from service.engine.job import run_group
 from service.engine.lease import claimable
-from service.engine.sweep import gather_delay, groups, run_group
+from service.engine.sweep_groups import groups
 from service.engine.warmup import start_warm_up
 from service.settings import Settings
 
@@ -65,36 +66,31 @@ class InProcessWorker:
             self._thread.join(timeout=30)
             self._thread = None
 
-    def run_pending(self) -> int:
-        """Run every runnable evaluation once; returns how many this worker ran."""
+    def run_pending(self, *, gather: bool = False) -> int:
+        """Run every runnable evaluation once; returns how many this worker ran.
+
+        ``gather``: a group admits the rest of its sweep while it prepares, until the newest
+        member was queued ``sweep_gather_seconds`` ago (:func:`run_group`); the worker's loop
+        gathers, a direct call (tests) runs what is there.
+        """
         ran = 0
         context = self.context
+        settings = context.settings
+        quiet = settings.sweep_gather_seconds if gather and settings.sweep_size > 1 else 0.0
         ids = runnable_ids(context.factory)
-        for group in groups(context.factory, ids, context.settings.sweep_size):
+        for group in groups(context.factory, ids, settings.sweep_size):
             if self._stop.is_set():
                 break
-            ran += sum(s is not None for s in run_group(group, context).values())
+            statuses = run_group(group, context, gather_seconds=quiet, stop=self._stop)
+            ran += sum(s is not None for s in statuses.values())
         return ran
 
     def _loop(self) -> None:
         while not self._stop.is_set():
             try:
-                if self.run_pending():
+                if self.run_pending(gather=True):
                     continue
             except Exception:
                 log.exception("in-process worker loop error")
-            woken = self._wake.wait(self._poll)
+            self._wake.wait(self._poll)
             self._wake.clear()
-            if woken and self.context.settings.sweep_size > 1:
-                self._gather()
-
-    def _gather(self) -> None:
-        """Candidates of one sweep are submitted together: wait until the newest evaluation
-        to generate was queued ``sweep_gather_seconds`` ago (:func:`gather_delay`; at most
-        ten such waits), so they run as one group rather than the first ones alone. Nothing
-        to generate (a rescore), or a queue that has been quiet long enough: no wait."""
-        quiet = self.context.settings.sweep_gather_seconds
-        for _ in range(10):
-            delay = gather_delay(self.context.factory, quiet)
-            if delay <= 0 or self._stop.wait(delay):
-                return

@@ -17,7 +17,7 @@ from service.db.models import GateDecision, Score
 from service.engine.context import WorkerContext
 from service.engine.generation import generate
 from service.engine.job import run_evaluation
-from service.engine.sweep import groups
+from service.engine.sweep_groups import groups
 from service.worker.inprocess import InProcessWorker, runnable_ids
 from tests.forward_count import counting_forward_passes
 

@@ -3,6 +3,8 @@ each evaluation's rows, probe, provenance and cache key exactly as if it had run
 
 from __future__ import annotations
 
+import threading
+import time
 from collections.abc import Iterator
 from datetime import timedelta
 from pathlib import Path
@@ -11,13 +13,12 @@ from typing import Any
 import pytest
 import torch
 from fastapi.testclient import TestClient
-from sqlalchemy import update
+from sqlalchemy import func, select, update
 
 from service.api.app import create_app
 from service.db.base import utcnow
-from service.db.models import Evaluation
+from service.db.models import Evaluation, ExampleResult, LeaseEvent
 from service.db.session import unit_of_work
-from service.engine.sweep import gather_delay
 from service.settings import Settings
 from service.worker.inprocess import InProcessWorker
 from tests.tiny_setup import dataset_jsonl
@@ -164,31 +165,83 @@ def test_sweep_in_one_pass_equals_single_runs_and_resumes_after_a_crash(
     assert resumed_calls < single_calls
 
 
-def test_gather_waits_only_while_a_sweep_to_generate_is_still_arriving(
-    client: TestClient, auth: dict[str, str], tiny_base: Path, capitals_adapter: Path
+def _submit_one(
+    client: TestClient, headers: dict[str, str], adapter: Path, lr: float
+) -> dict[str, Any]:
+    body = {
+        "family": "tiny",
+        "checkpoint": str(adapter),
+        "kind": "lora",
+        "learning_rate": lr,
+        "evaluate": True,
+        "dataset": "qa",
+    }
+    created = client.post("/v1/candidates", json=body, headers=headers)
+    assert created.status_code == 201, created.text
+    return dict(created.json())
+
+
+def test_a_late_arrival_joins_the_group_before_it_generates(
+    client: TestClient,
+    auth: dict[str, str],
+    settings: Settings,
+    tiny_base: Path,
+    capitals_adapter: Path,
+    pirate_adapter: Path,
 ) -> None:
     ids = _submit_sweep(client, auth, tiny_base, [capitals_adapter])
     factory = client.app.state.sessionmaker  # type: ignore[attr-defined]
-
-    def set_rows(**values: object) -> None:
-        with unit_of_work(factory) as session:
-            session.execute(update(Evaluation).values(**values))
-
-    assert 25 < gather_delay(factory, 30) <= 30  # just queued: the rest may follow
-    assert gather_delay(factory, 0) == 0
-    set_rows(created_at=utcnow() - timedelta(seconds=60))  # queued long ago
-    assert gather_delay(factory, 30) == 0
-    # just queued, but nothing to generate (a rescore keeps done == total)
-    set_rows(created_at=utcnow(), progress_done=Evaluation.progress_total)
-    assert gather_delay(factory, 30) == 0
-    set_rows(progress_done=0)
-    assert 25 < gather_delay(factory, 30, ids["baseline"]) <= 30
-    # a message for an evaluation that a sibling's group already ran waits for nothing
-    with unit_of_work(factory) as session:
-        session.execute(
-            update(Evaluation)
-            .where(Evaluation.id == ids[capitals_adapter.name])
-            .values(status="succeeded")
+    gathering = settings.model_copy(update={"sweep_gather_seconds": 2.0})
+    worker = InProcessWorker(gathering, factory)
+    ran: list[int] = []
+    thread = threading.Thread(target=lambda: ran.append(worker.run_pending(gather=True)))
+    thread.start()
+    deadline = time.monotonic() + 60
+    while client.get(f"/v1/evaluations/{ids['baseline']}", headers=auth).json()["status"] != (
+        "running"
+    ):
+        assert time.monotonic() < deadline
+        time.sleep(0.02)
+    late = _submit_one(client, auth, pirate_adapter, 3e-2)  # the group is already running
+    thread.join(timeout=120)
+    # one call ran all three: the late one was not among the evaluations it found waiting
+    assert ran == [3]
+    with unit_of_work(factory, write=False) as session:
+        events = session.execute(
+            select(LeaseEvent.evaluation_id, LeaseEvent.event).order_by(LeaseEvent.id)
+        ).all()
+        first_row = session.scalar(
+            select(func.min(ExampleResult.id)).where(ExampleResult.evaluation_id == ids["baseline"])
         )
-    assert gather_delay(factory, 30, ids[capitals_adapter.name]) == 0
-    assert 25 < gather_delay(factory, 30, ids["baseline"]) <= 30
+        late_rows = session.scalar(
+            select(func.count()).where(ExampleResult.evaluation_id == late["evaluation_id"])
+        )
+    # it joined before the group wrote a row: claimed before any release, and generated
+    assert events.index((late["evaluation_id"], "claimed")) < events.index(
+        (ids["baseline"], "released")
+    )
+    assert first_row is not None
+    assert late_rows
+    statuses = {
+        i: client.get(f"/v1/evaluations/{i}", headers=auth).json()["status"]
+        for i in (*ids.values(), late["evaluation_id"])
+    }
+    assert set(statuses.values()) == {"succeeded"}
+
+
+def test_a_queue_quiet_for_longer_than_the_gather_starts_at_once(
+    client: TestClient,
+    auth: dict[str, str],
+    settings: Settings,
+    tiny_base: Path,
+    capitals_adapter: Path,
+) -> None:
+    _submit_sweep(client, auth, tiny_base, [capitals_adapter])
+    factory = client.app.state.sessionmaker  # type: ignore[attr-defined]
+    with unit_of_work(factory) as session:
+        session.execute(update(Evaluation).values(created_at=utcnow() - timedelta(seconds=120)))
+    waiting = settings.model_copy(update={"sweep_gather_seconds": 60.0})
+    worker = InProcessWorker(waiting, factory)
+    started = time.monotonic()
+    assert worker.run_pending(gather=True) == 2
+    assert time.monotonic() - started < 60  # it did not wait for the rest of a sweep
