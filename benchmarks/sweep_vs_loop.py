@@ -12,8 +12,9 @@ reference; 4 held-out texts for perplexity. Each side runs in its own process(es
 - **tunegate**: ``tunegate serve`` (SQLite, in-process worker), the dataset and family
   pushed with the CLI, then one ``tunegate submit --wait`` per adapter, all at once (CLI →
   HTTP → queue → database → worker → verdicts). Timed from the first submit to the last
-  verdict; peak RSS of the server process. Run twice: the sweep, and one candidate alone
-  (for the sweep's RSS ratio). Then one ``tunegate eval rescore ID ...`` adds an evaluator
+  verdict; peak RSS of the server process. Run three times: the sweep, the same sweep from
+  one ``tunegate submit A B C D --lr .. --lr ..`` process (how a sweep script would submit
+  it), and one candidate alone (for the sweep's RSS ratio). Then one ``tunegate eval rescore ID ...`` adds an evaluator
   to every evaluation (timed), and an in-process check on the same database counts the forward
   passes of a rescore with a forward hook on every causal LM (expected: 0).
 - **loop**: one process, one base load, the adapters loaded on it (``set_adapter``), batched
@@ -137,7 +138,12 @@ def run_cli(env: dict[str, str], *args: str) -> subprocess.CompletedProcess[str]
 
 
 def tunegate_run(
-    args: argparse.Namespace, base: Path, adapters: list[Path], label: str, rescore: bool
+    args: argparse.Namespace,
+    base: Path,
+    adapters: list[Path],
+    label: str,
+    rescore: bool,
+    one_command: bool = False,
 ) -> dict[str, Any]:
     import httpx
 
@@ -183,23 +189,34 @@ def tunegate_run(
             done = run_cli(env, *cli)
             assert done.returncode == 0, done.stderr
         start = time.perf_counter()
+        lrs = [f"{3e-4 * (3**i):g}" for i in range(len(adapters))]
+        common = ["--family", "bench", "--sweep", label, "--dataset", "bench", "--wait", "--json"]
+        if one_command:  # one process registers the sweep and waits for every verdict
+            lr_args = [a for lr in lrs for a in ("--lr", lr)]
+            commands = [[str(tunegate), "submit", *map(str, adapters), *lr_args, *common]]
+        else:  # one process per checkpoint, all at once
+            commands = [
+                [str(tunegate), "submit", str(adapter), "--lr", lr, *common]
+                for adapter, lr in zip(adapters, lrs, strict=True)
+            ]
         procs = [
             subprocess.Popen(
-                [str(tunegate), "submit", str(adapter), "--family", "bench", "--lr",
-                 f"{3e-4 * (3**i):g}", "--sweep", label, "--dataset", "bench", "--wait", "--json"],
-                env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                command, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
             )
-            for i, adapter in enumerate(adapters)
-        ]  # fmt: skip
+            for command in commands
+        ]
         answers = [p.communicate() for p in procs]
         seconds = time.perf_counter() - start
         rss = peak_rss_mb(server.pid)
         ids: dict[str, int] = {}
-        for adapter, (out, err) in zip(adapters, answers, strict=True):
+        for out, err in answers:
             assert out.strip(), err
-            candidate = json.loads(out)["candidate"]
-            ids[adapter.name] = candidate["evaluation_id"]
-            ids["base"] = candidate["baseline_evaluation_id"]
+            parsed = json.loads(out)
+            for item in parsed if isinstance(parsed, list) else [parsed]:
+                candidate = item["candidate"]
+                name = Path(item.get("checkpoint") or candidate["checkpoint_path"]).name
+                ids[name] = candidate["evaluation_id"]
+                ids["base"] = candidate["baseline_evaluation_id"]
         token = (data / "admin.token").read_text().strip()
         headers = {"Authorization": f"Bearer {token}"}
         outputs, ppl = {}, {}
@@ -517,6 +534,8 @@ def main() -> None:
     before = run_loops(args, base, adapters, "before tunegate")
     sweep = tunegate_run(args, base, adapters, "sweep", rescore=True)
     print(f"... tunegate sweep: {sweep['seconds']:.1f} s", flush=True)
+    together = tunegate_run(args, base, adapters, "sweep-1cmd", rescore=False, one_command=True)
+    print(f"... tunegate sweep, one submit command: {together['seconds']:.1f} s", flush=True)
     one = tunegate_run(args, base, adapters[:1], "one", rescore=False)
     print(f"... tunegate one candidate: {one['seconds']:.1f} s", flush=True)
     env = {"TUNEGATE_MODEL_ROOTS": str(base.parent),
@@ -556,6 +575,9 @@ def main() -> None:
     print(f"{'tunegate, sweep of ' + str(len(adapters)) + ' (CLI→HTTP→DB)':34} "
           f"{sweep['seconds']:8.1f} {sweep['seconds'] / loop['seconds']:7.2f} "
           f"{sweep['peak_rss_mb']:12.0f}")  # fmt: skip
+    ratio = together["seconds"] / loop["seconds"]
+    print(f"{'  the same, one submit command':34} {together['seconds']:8.1f} "
+          f"{ratio:7.2f} {together['peak_rss_mb']:12.0f}")  # fmt: skip
     print(f"{'tunegate, one candidate':34} {one['seconds']:8.1f} "
           f"{one['seconds'] / loop['seconds']:7.2f} {one['peak_rss_mb']:12.0f}")  # fmt: skip
     if "lm_eval" in results:
@@ -567,7 +589,11 @@ def main() -> None:
           f"{sweep['rescore_seconds']:.1f} s through the CLI "
           f"({100 * sweep['rescore_seconds'] / sweep['seconds']:.1f} % of the sweep's wall time); "
           f"forward passes of a rescore (hook on every causal LM): {forwards}")  # fmt: skip
-    same = all(sweep["outputs"][name] == loop["outputs"][name] for name in loop["outputs"])
+    same = all(
+        run["outputs"][name] == loop["outputs"][name]
+        for run in (sweep, together)
+        for name in loop["outputs"]
+    )
     print(f"greedy outputs, tunegate vs loop: {'identical' if same else 'DIFFER'} "
           f"({n_models * args.prompts} outputs)")  # fmt: skip
     if not same:
