@@ -118,3 +118,31 @@ def test_chat_messages_and_system_prompt_use_the_template(context_model: LoadedM
     assert outputs[0].n_prompt_tokens == len(ids)
     with pytest.raises(ValueError, match="need chat_template=True"):
         encode_prompts(tokenizer, [chat], chat_template=False)
+
+
+def test_rows_that_finish_leave_the_batch_and_answers_stay_the_same(
+    context_model: LoadedModel,
+) -> None:
+    """EOS set to a token some rows reach early: they leave the batch between segments
+    (later forwards see fewer rows) and every answer equals the one generated alone."""
+    model = context_model.model
+    plain = generate(context_model, PROMPTS, max_new_tokens=24, batch_size=8)
+    first_ids = context_model.tokenizer(plain[0].text, add_special_tokens=False)["input_ids"]
+    saved = model.generation_config.eos_token_id
+    rows_seen: list[int] = []
+    hook = model.register_forward_hook(lambda _m, args, kw, _o: rows_seen.append(
+        int((kw.get("input_ids") if kw.get("input_ids") is not None else args[0]).shape[0])
+    ), with_kwargs=True)  # fmt: skip
+    try:
+        model.generation_config.eos_token_id = first_ids[2]  # a token of row 0's answer
+        alone = [generate(context_model, [p], max_new_tokens=24)[0] for p in PROMPTS]
+        rows_seen.clear()
+        batched = generate(context_model, PROMPTS, max_new_tokens=24, batch_size=8)
+    finally:
+        model.generation_config.eos_token_id = saved
+        hook.remove()
+    assert batched == alone
+    assert alone[0].n_new_tokens < 8  # the early EOS took effect within a segment ...
+    assert max(o.n_new_tokens for o in alone) > 8  # ... and other rows went on past a segment
+    assert rows_seen[0] == len(PROMPTS)
+    assert min(rows_seen) < len(PROMPTS)  # finished rows were dropped from the batch
