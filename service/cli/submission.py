@@ -153,32 +153,27 @@ def wait_for_decision(
     poll_seconds: float = 1.0,
     long_poll_seconds: float = 10.0,
 ) -> Outcome:
-    """Poll the evaluation (and its baseline) until both end, then fetch the gate decision.
+    """Poll the evaluation (and its baseline) until both end, then fetch the gate decision
+    (:func:`wait_for_decisions` for one evaluation).
 
     Each wait is a long-poll (``wait_seconds``) on the one still running — the candidate's
-    evaluation, then the baseline's — so the end is seen within the server's check interval;
+    evaluation or the baseline's — so the end is seen within the server's check interval;
     a server that answers at once (busy, or one without long-polls) is polled every
     ``poll_seconds``. ``on_progress(evaluation, baseline)`` is called after every poll. The
     outcome's ``decision`` is ``None`` when either evaluation failed or was cancelled. Raises
     :class:`ClientError` on a timeout.
     """
-    deadline = time.monotonic() + timeout
-    while True:
-        evaluation = client.get_evaluation(evaluation_id)
-        baseline_id = evaluation.baseline_evaluation_id
-        baseline = client.get_evaluation(baseline_id) if baseline_id is not None else None
-        if on_progress is not None:
-            on_progress(evaluation, baseline)
-        if is_finished(evaluation, baseline):
-            decision = None
-            if evaluation.status == "succeeded":
-                decision = client.decision_for_evaluation(evaluation_id)
-            return Outcome(evaluation, baseline, decision)
-        if time.monotonic() >= deadline:
-            raise timed_out(evaluation, timeout)
-        watched = evaluation if evaluation.status != "succeeded" or baseline is None else baseline
-        wait = min(long_poll_seconds, 30.0, deadline - time.monotonic())  # the server: <= 30
-        wait_for_change(client, watched, wait, poll_seconds)
+    outcome = wait_for_decisions(
+        client,
+        [evaluation_id],
+        timeout=timeout,
+        on_progress=on_progress,
+        poll_seconds=poll_seconds,
+        long_poll_seconds=long_poll_seconds,
+    )[0]
+    if not is_finished(outcome.evaluation, outcome.baseline):
+        raise timed_out(outcome.evaluation, timeout)
+    return outcome
 
 
 def wait_for_decisions(

@@ -58,20 +58,27 @@ def _submit_sweep(
     assert family.status_code == 201, family.text
     ids: dict[str, int] = {}
     for i, adapter in enumerate(adapters):
-        body = {
-            "family": "tiny",
-            "checkpoint": str(adapter),
-            "kind": "lora",
-            "learning_rate": 1e-2 * (i + 1),
-            "evaluate": True,
-            "dataset": "qa",
-            "name": adapter.name,
-        }
-        created = client.post("/v1/candidates", json=body, headers=headers)
-        assert created.status_code == 201, created.text
-        ids[adapter.name] = created.json()["evaluation_id"]
-        ids["baseline"] = created.json()["baseline_evaluation_id"]
+        created = _submit_one(client, headers, adapter, 1e-2 * (i + 1))
+        ids[adapter.name] = created["evaluation_id"]
+        ids["baseline"] = created["baseline_evaluation_id"]
     return ids
+
+
+def _submit_one(
+    client: TestClient, headers: dict[str, str], adapter: Path, lr: float
+) -> dict[str, Any]:
+    body = {
+        "family": "tiny",
+        "checkpoint": str(adapter),
+        "kind": "lora",
+        "learning_rate": lr,
+        "evaluate": True,
+        "dataset": "qa",
+        "name": adapter.name,
+    }
+    created = client.post("/v1/candidates", json=body, headers=headers)
+    assert created.status_code == 201, created.text
+    return dict(created.json())
 
 
 def _state(client: TestClient, headers: dict[str, str], ids: dict[str, int]) -> dict[str, Any]:
@@ -163,22 +170,6 @@ def test_sweep_in_one_pass_equals_single_runs_and_resumes_after_a_crash(
     # mixed-adapter batches: fewer forward passes than one evaluation after another, even
     # though the sweep also redid the probes and ran only the rows the crash left
     assert resumed_calls < single_calls
-
-
-def _submit_one(
-    client: TestClient, headers: dict[str, str], adapter: Path, lr: float
-) -> dict[str, Any]:
-    body = {
-        "family": "tiny",
-        "checkpoint": str(adapter),
-        "kind": "lora",
-        "learning_rate": lr,
-        "evaluate": True,
-        "dataset": "qa",
-    }
-    created = client.post("/v1/candidates", json=body, headers=headers)
-    assert created.status_code == 201, created.text
-    return dict(created.json())
 
 
 def test_a_late_arrival_joins_the_group_before_it_generates(
