@@ -127,8 +127,10 @@ def _generation_config(
 
 def _prunable(cache: object) -> bool:
     """A plain dynamic cache (every layer a full-attention dynamic layer) can drop rows."""
-    from transformers.cache_utils import DynamicCache, DynamicLayer
-
+    try:
+        from transformers.cache_utils import DynamicCache, DynamicLayer
+    except ImportError:  # transformers 4: caches without per-layer objects are not pruned
+        return False
     layers = getattr(cache, "layers", None)
     return (
         type(cache) is DynamicCache
