@@ -14,9 +14,10 @@ reference; 4 held-out texts for perplexity. Each side runs in its own process(es
   HTTP → queue → database → worker → verdicts). Timed from the first submit to the last
   verdict; peak RSS of the server process. Run three times: the sweep, the same sweep from
   one ``tunegate submit A B C D --lr .. --lr ..`` process (how a sweep script would submit
-  it), and one candidate alone (for the sweep's RSS ratio). Then one ``tunegate eval rescore ID ...`` adds an evaluator
-  to every evaluation (timed), and an in-process check on the same database counts the forward
-  passes of a rescore with a forward hook on every causal LM (expected: 0).
+  it), and one candidate alone (for the sweep's RSS ratio). Then one ``tunegate eval
+  rescore ID ...`` adds an evaluator to every evaluation (timed), and an in-process check
+  on the same database counts the forward passes of a rescore with a forward hook on every
+  causal LM (expected: 0).
 - **loop**: one process, one base load, the adapters loaded on it (``set_adapter``), batched
   greedy generation (left padding) at each of ``--loop-batches``, one batched embedding
   pass for similarity; held-out perplexity by one forward per text. It runs before and
