@@ -25,6 +25,7 @@ from typing import TYPE_CHECKING
 
 import torch
 
+from evaluators.base import Example
 from service.engine.loading import LoadedModel
 from service.errors import ModelLoadError
 
@@ -49,6 +50,11 @@ class GenerationOutput:
     text: str
     n_prompt_tokens: int
     n_new_tokens: int
+
+
+def prompt_of(example: Example) -> Prompt:
+    """What an example asks the model: its chat messages, or its input text."""
+    return example.messages if example.messages is not None else example.input
 
 
 def chat_messages(prompt: Prompt, system: str | None = None) -> list[dict[str, str]]:
@@ -126,16 +132,17 @@ def _generation_config(
 
 
 def _prunable(cache: object) -> bool:
-    """A plain dynamic cache (every layer a full-attention dynamic layer) can drop rows."""
-    try:
-        from transformers.cache_utils import DynamicCache, DynamicLayer
-    except ImportError:  # transformers 4: caches without per-layer objects are not pruned
-        return False
+    """A plain dynamic cache (every layer a full-attention dynamic layer) can drop rows;
+    transformers 4's caches, without per-layer objects, are never pruned."""
+    from transformers import cache_utils
+
+    layer_type = getattr(cache_utils, "DynamicLayer", None)
     layers = getattr(cache, "layers", None)
     return (
-        type(cache) is DynamicCache
+        layer_type is not None
+        and type(cache) is cache_utils.DynamicCache
         and bool(layers)
-        and all(type(layer) is DynamicLayer for layer in layers or ())
+        and all(type(layer) is layer_type for layer in layers or ())
     )
 
 
@@ -154,15 +161,18 @@ def _decode(
     eos: set[int],
     extra: dict[str, list[str]],
 ) -> list[list[int]]:
-    """Greedy new ids per row of a left-padded batch, in segments that drop finished rows."""
+    """Greedy new ids per row of a left-padded batch, in segments that drop finished rows
+    while the cache can drop them; otherwise the rest in one call, finished rows riding along
+    (what they generate after their EOS is not kept)."""
     total = int(config.max_new_tokens)
-    rows = list(range(input_ids.shape[0]))
+    rows = list(range(input_ids.shape[0]))  # the batch's rows, by their index in the input
     new: list[list[int]] = [[] for _ in rows]
+    finished: set[int] = set()
     names = extra.get("adapter_names")
     sequences, cache = input_ids, None
     done = 0
     segment = copy.copy(config)
-    while rows and done < total:
+    while len(finished) < len(new) and done < total:
         pruning = done == 0 or _prunable(cache)
         segment.max_new_tokens = min(SEGMENT_TOKENS, total - done) if pruning else total - done
         kwargs: dict[str, object] = {} if cache is None else {_cache_kwarg(): cache}
@@ -172,24 +182,24 @@ def _decode(
             input_ids=sequences, attention_mask=mask, generation_config=segment, **kwargs
         )
         fresh = out.sequences[:, sequences.shape[1] :]
-        done += fresh.shape[1]
-        keep: list[int] = []
-        for k, row in enumerate(rows):
-            ids = _answer_ids(fresh[k].tolist(), eos)
-            new[row] += ids
-            if not (ids and ids[-1] in eos):
-                keep.append(k)
         if not fresh.shape[1]:
             break
+        done += fresh.shape[1]
+        for k, row in enumerate(rows):
+            if row not in finished:
+                ids = _answer_ids(fresh[k].tolist(), eos)
+                new[row] += ids
+                if ids and ids[-1] in eos:
+                    finished.add(row)
         sequences = out.sequences
         mask = torch.cat([mask, mask.new_ones((mask.shape[0], fresh.shape[1]))], dim=1)
         cache = getattr(out, "cache", None) or getattr(out, "past_key_values", None)
-        if len(keep) < len(rows) and keep:
+        keep = [k for k, row in enumerate(rows) if row not in finished]
+        if keep and len(keep) < len(rows) and _prunable(cache):
             index = torch.tensor(keep, device=sequences.device)
-            if cache is not None:
-                cache.batch_select_indices(index)
+            cache.batch_select_indices(index)  # type: ignore[union-attr]
             sequences, mask = sequences[index], mask[index]
-        rows = [rows[k] for k in keep]
+            rows = [rows[k] for k in keep]
     return new
 
 

@@ -25,7 +25,13 @@ from typing import Any
 from service.db.session import unit_of_work
 from service.engine import lease, storage
 from service.engine.context import WorkerContext, check_continue
-from service.engine.generation import BASE_ROW, GenerationOutput, encode_prompts, generate
+from service.engine.generation import (
+    BASE_ROW,
+    GenerationOutput,
+    encode_prompts,
+    generate,
+    prompt_of,
+)
 from service.engine.loading import LoadedModel
 from service.engine.loglikelihood import is_loglikelihood_record
 from service.engine.phases import Prepared, outcome
@@ -142,7 +148,7 @@ def generate_rows(members: Sequence[Member], ctx: WorkerContext, loaded: LoadedM
         return
     encoded = encode_prompts(
         loaded.tokenizer,
-        [e.messages if e.messages is not None else e.input for _, e in rows],
+        [prompt_of(e) for _, e in rows],
         chat_template=config["chat_template"],
         system=config.get("system"),
     )
@@ -166,7 +172,7 @@ def generate_rows(members: Sequence[Member], ctx: WorkerContext, loaded: LoadedM
                     continue
                 outputs = generate(
                     loaded,
-                    [e.messages if e.messages is not None else e.input for _, e in todo],
+                    [prompt_of(e) for _, e in todo],
                     max_new_tokens=config["max_new_tokens"],
                     chat_template=config["chat_template"],
                     system=config.get("system"),

@@ -25,14 +25,13 @@ that comes first anyway, instead of adding to it.
 from __future__ import annotations
 
 import threading
-import time
 from collections.abc import Sequence
 from contextlib import ExitStack
 
 from service.db.base import utcnow
 from service.engine import lease
 from service.engine.context import WorkerContext
-from service.engine.generation import encode_prompts
+from service.engine.generation import encode_prompts, prompt_of
 from service.engine.group_generation import Member, generate_rows
 from service.engine.loglikelihood import is_loglikelihood_record
 from service.engine.phases import (
@@ -192,21 +191,14 @@ def _admit_late_arrivals(
             measured = True
             _measure_batch(first, ctx)
             continue
-        if stop is not None:
-            if stop.wait(delay):
-                return
-        else:
-            time.sleep(delay)
+        if (stop or threading.Event()).wait(delay):
+            return
 
 
 def _measure_batch(prepared: Prepared, ctx: WorkerContext) -> None:
     """Run the auto batch probe now (it is cached per model) on the group's real prompts."""
     config = prepared.generation_config
-    prompts = [
-        e.messages if e.messages is not None else e.input
-        for e in prepared.spec.examples
-        if not is_loglikelihood_record(e)
-    ]
+    prompts = [prompt_of(e) for e in prepared.spec.examples if not is_loglikelihood_record(e)]
     if not prompts:
         return
     with ctx.model_pool().acquire(prepared.model_dir) as loaded:

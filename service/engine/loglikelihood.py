@@ -39,7 +39,7 @@ import torch
 from evaluators.base import Example
 from evaluators.loglikelihood import choice_metrics, target_metrics
 from evaluators.perplexity import prefix_token_id, resolve_max_length
-from service.engine.generation import Prompt, render_prompt
+from service.engine.generation import prompt_of, render_prompt
 from service.engine.loading import LoadedModel
 
 if TYPE_CHECKING:
@@ -256,7 +256,7 @@ def record_requests(
     ``" " + text`` (lm-eval's ``multiple_choice`` with ``doc_to_text: "{{input}}"``); with
     one, the prompt is rendered with the generation prompt and the text is the assistant turn.
     """
-    prompt: Prompt = example.messages if example.messages is not None else example.input
+    prompt = prompt_of(example)
     texts = [*(example.choices or []), *([example.target] if example.target is not None else [])]
     if chat_template:
         context = render_prompt(tokenizer, prompt, chat_template=True, system=system)

@@ -121,7 +121,8 @@ def _peers(session: Session, evaluation_ids: Sequence[int], size: int) -> list[i
     )
     ordered = [by_id[i] for i in evaluation_ids if i in by_id] + others
     group = _partition([row[0] for row in ordered], ordered, size)[0]
-    return [i for i in group if i not in set(evaluation_ids)]
+    members = set(evaluation_ids)
+    return [i for i in group if i not in members]
 
 
 def siblings(factory: sessionmaker[Session], evaluation_id: int, size: int) -> list[int]:

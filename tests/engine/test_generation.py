@@ -4,9 +4,11 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 
+from service.engine import generation
 from service.engine.generation import encode_prompts, generate
 from service.engine.loading import LoadedModel, ModelPool, load_tokenizer
 from service.errors import ModelLoadError
@@ -120,11 +122,13 @@ def test_chat_messages_and_system_prompt_use_the_template(context_model: LoadedM
         encode_prompts(tokenizer, [chat], chat_template=False)
 
 
+@pytest.mark.parametrize("prunable", [True, False])
 def test_rows_that_finish_leave_the_batch_and_answers_stay_the_same(
-    context_model: LoadedModel,
+    context_model: LoadedModel, prunable: bool, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """EOS set to a token some rows reach early: they leave the batch between segments
-    (later forwards see fewer rows) and every answer equals the one generated alone."""
+    (later forwards see fewer rows) and every answer equals the one generated alone. A cache
+    that cannot drop rows keeps them in the batch to the end, their answers cut at EOS."""
     model = context_model.model
     plain = generate(context_model, PROMPTS, max_new_tokens=24, batch_size=8)
     first_ids = context_model.tokenizer(plain[0].text, add_special_tokens=False)["input_ids"]
@@ -136,6 +140,16 @@ def test_rows_that_finish_leave_the_batch_and_answers_stay_the_same(
     try:
         model.generation_config.eos_token_id = first_ids[2]  # a token of row 0's answer
         alone = [generate(context_model, [p], max_new_tokens=24)[0] for p in PROMPTS]
+        if not prunable:
+            monkeypatch.setattr(generation, "_prunable", lambda cache: False)
+        calls: list[int] = []
+        real_generate = model.generate
+
+        def counted(*args: Any, **kwargs: Any) -> Any:
+            calls.append(int(kwargs["input_ids"].shape[0]))
+            return real_generate(*args, **kwargs)
+
+        monkeypatch.setattr(model, "generate", counted)
         rows_seen.clear()
         batched = generate(context_model, PROMPTS, max_new_tokens=24, batch_size=8)
     finally:
@@ -145,4 +159,8 @@ def test_rows_that_finish_leave_the_batch_and_answers_stay_the_same(
     assert alone[0].n_new_tokens < 8  # the early EOS took effect within a segment ...
     assert max(o.n_new_tokens for o in alone) > 8  # ... and other rows went on past a segment
     assert rows_seen[0] == len(PROMPTS)
-    assert min(rows_seen) < len(PROMPTS)  # finished rows were dropped from the batch
+    if prunable:
+        assert min(rows_seen) < len(PROMPTS)  # finished rows were dropped from the batch
+    else:
+        assert set(rows_seen) == {len(PROMPTS)}  # nothing dropped ...
+        assert len(calls) == 2  # ... and after the first segment, the rest in one call
